@@ -1,0 +1,100 @@
+// Spool: the durable store of accepted mail.
+//
+// A message is stored as one content record (the RFC 5322 text, once, however
+// many recipients it has) plus one small record per recipient (envelope
+// address, state, attempts, next attempt time). The on-disk format and the
+// recovery argument are in docs/spool.md.
+//
+// Durability contract: Append() queues the writes for the next group commit.
+// `done` is called exactly once: with success only after the writes are in
+// the write-ahead log and (sync = group) that log has been fdatasync'ed by a
+// sync that started after the writes were queued; with an Error otherwise
+// (kNoSpace when the disk is full: injection answers 452 4.3.1 / HTTP 507).
+// A failed Append leaves nothing of that message visible after restart and
+// never harms messages accepted before it.
+//
+// Thread-safety: all methods may be called from any thread. `done` runs on
+// the spool's commit thread: it must be quick and must not call back into
+// Append synchronously in a way that waits for completion.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "base/clock.h"
+#include "base/error.h"
+#include "base/message_id.h"
+#include "config/config.h"
+
+namespace hikyaku::spool {
+
+enum class RecipientState : uint8_t {
+  kQueued = 0,     // waiting for (another) delivery attempt
+  kDelivered = 1,  // final
+  kBounced = 2,    // final
+  kExpired = 3,    // final
+};
+
+struct IncomingMessage {
+  MessageId id;
+  std::string sender;                   // reverse-path without <>; empty for the null sender
+  std::vector<std::string> recipients;  // forward-paths without <>
+  std::string content;                  // the message as it will be sent: CRLF lines, not dot-stuffed
+  TimePoint received_at;
+  std::string origin;                   // how it came in, e.g. "smtp 127.0.0.1" or "http 127.0.0.1"
+};
+
+// What recovery and (later) the scheduler see of one recipient.
+struct RecipientRecord {
+  MessageId message;
+  uint32_t index = 0;  // position in the message's recipient list
+  std::string recipient;
+  RecipientState state = RecipientState::kQueued;
+  uint32_t attempts = 0;
+  TimePoint next_attempt;
+};
+
+struct SpoolStats {
+  uint64_t appends = 0;         // messages committed
+  uint64_t commit_groups = 0;   // WriteBatch commits (one WAL write each)
+  uint64_t syncs = 0;           // WAL fdatasyncs issued
+  uint64_t failed_appends = 0;
+};
+
+using CommitCallback = std::function<void(Result<void>)>;
+
+class Spool {
+ public:
+  virtual ~Spool() = default;
+
+  virtual void Append(IncomingMessage message, CommitCallback done) = 0;
+
+  // Visits every recipient record not in a final state, in message-id order
+  // (oldest first). Used at start-up to rebuild the in-memory queue.
+  virtual Result<void> ForEachPending(const std::function<void(const RecipientRecord&)>& visit) = 0;
+
+  // The sender and content of a stored message.
+  virtual Result<IncomingMessage> ReadMessage(MessageId id) = 0;
+
+  virtual SpoolStats Stats() const = 0;
+
+  // Stops accepting appends, completes (or fails) every queued append, and
+  // flushes. Called once at shutdown; the destructor calls it if needed.
+  virtual void Close() = 0;
+};
+
+struct SpoolOptions {
+  std::filesystem::path path;
+  config::SyncMode sync = config::SyncMode::kGroup;
+  uint64_t memtable_size = 64ull << 20;
+};
+
+// Opens (creating if needed) the RocksDB spool at options.path. Fails with
+// kIo/kCorruption if the database cannot be opened; never silently discards
+// an unreadable spool.
+Result<std::unique_ptr<Spool>> OpenRocksDbSpool(const SpoolOptions& options);
+
+}  // namespace hikyaku::spool
