@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <tl/expected.hpp>
@@ -51,7 +52,10 @@ struct SmtpUser {
 
 struct SmtpInConfig {
   std::vector<Endpoint> listen = {Endpoint::Loopback(2525)};
-  std::vector<Cidr> relay_networks;       // clients that may inject without AUTH
+  // Clients that may inject without AUTH; default 127.0.0.0/8 and ::1/128.
+  std::vector<Cidr> relay_networks = {
+      Cidr{IpAddress::V4(127, 0, 0, 0), 8},
+      Cidr{IpAddress{.v6 = true, .bytes = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1}}, 128}};
   uint64_t max_message_size = 25ull << 20;  // bytes, advertised with SIZE
   uint32_t max_recipients = 1000;           // per message
   uint32_t max_connections = 10000;         // concurrent, all listeners together
@@ -78,10 +82,13 @@ struct Config {
   SmtpInConfig smtp_in;
   HttpConfig http;
   EventsConfig events;
+  std::vector<TlsProfile> tls;  // every [tls.NAME] table, sorted by name, used or not
 };
 
 // One problem in a configuration file. ToString() gives the operator-facing
-// form "FILE:LINE:COL: key.path: message".
+// form "FILE:LINE:COL: key.path: message"; without a key (syntax errors)
+// "FILE:LINE:COL: message"; without a position (file unreadable, line 0)
+// "FILE: message".
 struct ConfigError {
   std::string file;
   uint32_t line = 0;
@@ -93,11 +100,19 @@ struct ConfigError {
 
 using ConfigErrors = std::vector<ConfigError>;
 
-// Reads and validates `path`. Relative paths inside the file (spool.path,
+// Reads and validates `path`. On failure, every problem found is returned,
+// sorted by line and column (a TOML syntax error stops parsing, so it comes
+// alone, as "syntax error: ..."). Relative paths inside the file (spool.path,
 // events.path, tls.*) are kept as written: they resolve against the working
 // directory of the process, as documented in docs/configuration.md.
 tl::expected<Config, ConfigErrors> LoadConfig(const std::filesystem::path& path);
 // Same, from text already in memory; `file_name` is used in error messages.
 tl::expected<Config, ConfigErrors> ParseConfig(std::string_view text, const std::string& file_name);
+
+// Every dotted key name the parser accepts, e.g. "smtp_in.max_message_size",
+// "smtp_in.users.name", "tls.NAME.certificate" (NAME stands for any profile
+// name). Built from the same tables the parser uses to reject unknown keys;
+// a test checks each is documented in docs/configuration.md.
+std::vector<std::string> KnownKeys();
 
 }  // namespace hikyaku::config

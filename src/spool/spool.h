@@ -10,15 +10,19 @@
 // the write-ahead log and (sync = group) that log has been fdatasync'ed by a
 // sync that started after the writes were queued; with an Error otherwise
 // (kNoSpace when the disk is full: injection answers 452 4.3.1 / HTTP 507).
-// A failed Append leaves nothing of that message visible after restart and
-// never harms messages accepted before it.
+// A failed Append never harms messages accepted before it, and the spool
+// deletes what it may have left behind at its next successful commit; only
+// a crash in between can let a failed (never acknowledged) message reappear,
+// exactly like a message in flight at a crash (docs/spool.md, "Recovery").
 //
 // Thread-safety: all methods may be called from any thread. `done` runs on
-// the spool's commit thread: it must be quick and must not call back into
-// Append synchronously in a way that waits for completion.
+// the spool's commit thread (after Close: on the caller's thread): it must be
+// quick and must not call back into Append synchronously in a way that waits
+// for completion.
 #pragma once
 
 #include <cstdint>
+#include <filesystem>
 #include <functional>
 #include <memory>
 #include <string>
@@ -62,6 +66,17 @@ struct SpoolStats {
   uint64_t commit_groups = 0;   // WriteBatch commits (one WAL write each)
   uint64_t syncs = 0;           // WAL fdatasyncs issued
   uint64_t failed_appends = 0;
+  uint64_t updates = 0;         // recipient updates committed
+  uint64_t resumes = 0;         // successful recoveries from a background error (e.g. disk full)
+  // RocksDB's own byte counters since open (the disk-write budget, see
+  // docs/spool.md). Bytes written ~ wal + flush + compaction; blob_bytes is
+  // the part of flush_bytes that went to blob files, not an addition. The
+  // flush done while opening (WAL replay) is not counted. Zero for
+  // implementations without such counters.
+  uint64_t wal_bytes = 0;
+  uint64_t flush_bytes = 0;
+  uint64_t blob_bytes = 0;
+  uint64_t compaction_bytes = 0;
 };
 
 using CommitCallback = std::function<void(Result<void>)>;
@@ -76,13 +91,25 @@ class Spool {
   // (oldest first). Used at start-up to rebuild the in-memory queue.
   virtual Result<void> ForEachPending(const std::function<void(const RecipientRecord&)>& visit) = 0;
 
-  // The sender and content of a stored message.
+  // The stored message: id, sender, recipients (in list order, whatever
+  // their state), content, received_at and origin. kNotFound if absent.
   virtual Result<IncomingMessage> ReadMessage(MessageId id) = 0;
+
+  // Replaces the state, attempts and next attempt time of the recipient
+  // (record.message, record.index), through the same group commit and with
+  // the same durability contract as Append. `record.recipient` is ignored:
+  // the address is immutable. kNotFound if the message or index does not
+  // exist. Implementations that do not support updates answer kInternal.
+  virtual void UpdateRecipient(const RecipientRecord& record, CommitCallback done) {
+    done(Fail(ErrorCode::kInternal, "spool: UpdateRecipient not supported"));
+  }
 
   virtual SpoolStats Stats() const = 0;
 
   // Stops accepting appends, completes (or fails) every queued append, and
   // flushes. Called once at shutdown; the destructor calls it if needed.
+  // After Close, Append/UpdateRecipient call `done` with kUnavailable on the
+  // calling thread, and reads answer kUnavailable.
   virtual void Close() = 0;
 };
 
@@ -90,6 +117,10 @@ struct SpoolOptions {
   std::filesystem::path path;
   config::SyncMode sync = config::SyncMode::kGroup;
   uint64_t memtable_size = 64ull << 20;
+  // zstd-compress message content before it is written (to the WAL and to
+  // the blob files). Costs CPU on the appending thread; halves the disk
+  // bytes of typical mail. See docs/spool.md.
+  bool compress_content = true;
 };
 
 // Opens (creating if needed) the RocksDB spool at options.path. Fails with

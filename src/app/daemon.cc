@@ -1,0 +1,165 @@
+#include "app/daemon.h"
+
+#include <sys/resource.h>
+
+#include <chrono>
+#include <iostream>
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+
+#include "events/event_log.h"
+#include "inject/http_api.h"
+#include "inject/intake.h"
+#include "inject/smtp_listener.h"
+#include "spool/spool.h"
+
+namespace hikyaku::app {
+
+namespace asio = boost::asio;
+
+namespace {
+
+// Thousands of concurrent SMTP clients need as many descriptors; the soft
+// limit is usually 1024, the hard limit much higher.
+void RaiseDescriptorLimit() {
+  rlimit limit{};
+  if (getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < limit.rlim_max) {
+    limit.rlim_cur = limit.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &limit);
+  }
+}
+
+std::string ToString(const asio::ip::tcp::endpoint& ep) {
+  return ep.address().is_v6() ? "[" + ep.address().to_string() + "]:" + std::to_string(ep.port())
+                              : ep.address().to_string() + ":" + std::to_string(ep.port());
+}
+
+}  // namespace
+
+int RunDaemon(const config::Config& config) {
+  RaiseDescriptorLimit();
+  SystemClock clock;
+
+  spool::SpoolOptions spool_options;
+  spool_options.path = config.spool.path;
+  spool_options.sync = config.spool.sync;
+  spool_options.memtable_size = config.spool.memtable_size;
+  auto spool = spool::OpenRocksDbSpool(spool_options);
+  if (!spool) {
+    std::cerr << "hikyaku: cannot open the spool at " << config.spool.path.string() << ": "
+              << spool.error().ToString() << "\n";
+    return kExitIoErr;
+  }
+
+  // Recovery: every recipient not yet final is queued again. (The delivery
+  // scheduler of a later issue consumes them; for now they are counted.)
+  uint64_t recovered_recipients = 0, recovered_messages = 0;
+  MessageId last;
+  auto recovered = (*spool)->ForEachPending([&](const spool::RecipientRecord& r) {
+    ++recovered_recipients;
+    if (r.message != last) ++recovered_messages, last = r.message;
+  });
+  if (!recovered) {
+    std::cerr << "hikyaku: cannot read the spool at " << config.spool.path.string() << ": "
+              << recovered.error().ToString() << "\n";
+    return kExitIoErr;
+  }
+
+  auto events = events::EventLog::Open(config.events.path);
+  if (!events) {
+    std::cerr << "hikyaku: cannot open the event log " << config.events.path.string() << ": "
+              << events.error().ToString() << "\n";
+    return kExitIoErr;
+  }
+
+  inject::Intake intake(**spool, **events, clock, config.server.hostname);
+
+  // One io_context per thread: a connection stays on one thread for its
+  // whole life, so its state needs no locks.
+  const unsigned threads = std::max(1u, std::min(4u, std::thread::hardware_concurrency()));
+  std::vector<std::unique_ptr<asio::io_context>> contexts;
+  std::vector<asio::io_context*> context_ptrs;
+  for (unsigned i = 0; i < threads; ++i) {
+    contexts.push_back(std::make_unique<asio::io_context>(1));
+    context_ptrs.push_back(contexts.back().get());
+  }
+  asio::io_context& home = *contexts.front();
+
+  inject::SmtpListener smtp(context_ptrs, config.smtp_in, config.server.hostname, intake);
+  if (auto started = smtp.Start(); !started) {
+    std::cerr << "hikyaku: smtp_in: " << started.error().message() << "\n";
+    return kExitOsErr;
+  }
+
+  inject::HttpApiOptions http_options;
+  http_options.listen = config.http.listen;
+  http_options.max_body_size = config.http.max_body_size;
+  http_options.max_message_size = config.smtp_in.max_message_size;
+  http_options.max_recipients = config.smtp_in.max_recipients;
+  inject::HttpApi http(home, http_options, intake, [&](nlohmann::json& out) {
+    auto in = intake.Stats();
+    auto sp = (*spool)->Stats();
+    auto li = smtp.Stats();
+    out["intake"] = {{"accepted", in.accepted}, {"failed", in.failed}};
+    out["spool"] = {{"appends", sp.appends},
+                    {"commit_groups", sp.commit_groups},
+                    {"syncs", sp.syncs},
+                    {"failed_appends", sp.failed_appends},
+                    {"recovered_messages", recovered_messages},
+                    {"recovered_recipients", recovered_recipients}};
+    out["smtp"] = {{"connections_accepted", li.connections_accepted},
+                   {"connections_refused", li.connections_refused},
+                   {"connections_open", li.connections_open}};
+  });
+  if (auto started = http.Start(); !started) {
+    std::cerr << "hikyaku: http: " << started.error().message() << "\n";
+    return kExitOsErr;
+  }
+
+  // Graceful stop: refuse new connections at once, give open sessions a
+  // moment to receive the replies to commits in flight, then stop.
+  asio::signal_set signals(home, SIGINT, SIGTERM);
+  asio::steady_timer grace(home);
+  signals.async_wait([&](const boost::system::error_code& ec, int signal) {
+    if (ec) return;
+    spdlog::info("signal {}: stopping", signal);
+    smtp.Stop();
+    http.Stop();
+    grace.expires_after(std::chrono::milliseconds(500));
+    grace.async_wait([&](const boost::system::error_code&) {
+      for (auto& c : contexts) c->stop();
+    });
+  });
+
+  std::string ready = "hikyaku ready smtp=";
+  for (const auto& ep : smtp.local_endpoints()) ready += ToString(ep) + ",";
+  ready.pop_back();
+  ready += " http=" + ToString(http.local_endpoint()) + " spool=" + config.spool.path.string() +
+           " recovered_messages=" + std::to_string(recovered_messages) +
+           " recovered_recipients=" + std::to_string(recovered_recipients);
+  std::cout << ready << std::endl;
+  spdlog::info("{}", ready);
+
+  // Keep worker contexts alive while idle: they only get work from accepts.
+  std::vector<asio::executor_work_guard<asio::io_context::executor_type>> guards;
+  for (auto& c : contexts) guards.push_back(asio::make_work_guard(*c));
+  std::vector<std::thread> workers;
+  for (unsigned i = 1; i < threads; ++i) workers.emplace_back([&, i] { contexts[i]->run(); });
+  home.run();
+  for (auto& c : contexts) c->stop();
+  for (auto& w : workers) w.join();
+
+  (*spool)->Close();
+  (*events)->Flush();
+  spdlog::info("stopped");
+  return kExitOk;
+}
+
+}  // namespace hikyaku::app

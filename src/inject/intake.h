@@ -1,0 +1,68 @@
+// Intake: the one path by which accepted mail enters the spool, shared by the
+// SMTP listener, the HTTP API and (through SMTP) the sendmail front end.
+//
+// Contract: Submit() assigns the message id, prepends the Received trace
+// header, queues the message for the spool's next group commit and calls
+// `done` exactly once — with the id only after the spool reported the message
+// durable, with the spool's Error otherwise (kNoSpace: the caller answers
+// 452 4.3.1 / HTTP 507). The `received` events are logged only on success.
+//
+// Thread-safety: Submit may be called from any thread; `done` runs on the
+// spool's commit thread (callers post back to their own executor).
+#pragma once
+
+#include <atomic>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "base/clock.h"
+#include "base/error.h"
+#include "base/message_id.h"
+#include "message/received.h"
+
+namespace hikyaku::spool {
+class Spool;
+}
+namespace hikyaku::events {
+class EventLog;
+}
+
+namespace hikyaku::inject {
+
+struct Submission {
+  std::string sender;                   // reverse-path, empty for <>
+  std::vector<std::string> recipients;  // at least one
+  std::string content;                  // RFC 5322 text, CRLF lines, not dot-stuffed
+  // Trace information for the Received header (RFC 5321 4.4).
+  std::string client_address;  // "127.0.0.1"
+  std::string client_helo;     // EHLO/HELO argument; empty for HTTP
+  message::ReceivedProtocol protocol = message::ReceivedProtocol::kEsmtp;
+};
+
+struct IntakeStats {
+  uint64_t accepted = 0;
+  uint64_t failed = 0;
+};
+
+class Intake {
+ public:
+  Intake(spool::Spool& spool, events::EventLog& events, const Clock& clock, std::string hostname);
+
+  using Done = std::function<void(Result<MessageId>)>;
+  void Submit(Submission submission, Done done);
+
+  IntakeStats Stats() const { return {accepted_.load(), failed_.load()}; }
+  const std::string& hostname() const { return hostname_; }
+
+ private:
+  spool::Spool& spool_;
+  events::EventLog& events_;
+  const Clock& clock_;
+  std::string hostname_;
+  MessageIdGenerator ids_;
+  std::atomic<uint64_t> accepted_{0};
+  std::atomic<uint64_t> failed_{0};
+};
+
+}  // namespace hikyaku::inject

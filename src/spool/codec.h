@@ -1,0 +1,96 @@
+// Record codec of the RocksDB spool: keys and values, byte by byte as
+// specified in docs/spool.md.
+//
+// Every value starts with a version byte. Decoding is strict: truncated
+// input, trailing bytes, an unknown version, an out-of-range field or a
+// non-canonical varint all return ErrorCode::kCorruption, never a half-filled
+// record. Encoding cannot fail.
+//
+// Thread-safety: free functions on values; safe from any thread.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "base/clock.h"
+#include "base/error.h"
+#include "base/message_id.h"
+#include "spool/spool.h"
+
+namespace hikyaku::spool {
+
+// --- Primitives ------------------------------------------------------------
+
+// Unsigned LEB128: 7 bits per byte, low bits first, high bit = "more".
+void PutVarint(std::string& out, uint64_t value);
+// ZigZag-mapped signed varint (times may in principle precede the epoch).
+void PutSignedVarint(std::string& out, int64_t value);
+void PutLengthPrefixed(std::string& out, std::string_view bytes);
+
+// Consumes a record from the front; every accessor returns nullopt (and
+// leaves the reader in an unspecified position) when the input is
+// truncated or not canonical.
+class RecordReader {
+ public:
+  explicit RecordReader(std::string_view in) : in_(in) {}
+
+  std::optional<uint8_t> Byte();
+  std::optional<uint64_t> Varint();
+  std::optional<int64_t> SignedVarint();
+  std::optional<std::string_view> LengthPrefixed();
+  std::optional<std::string_view> Bytes(size_t n);
+  std::string_view Rest() { return std::exchange(in_, std::string_view()); }
+  bool AtEnd() const { return in_.empty(); }
+
+ private:
+  std::string_view in_;
+};
+
+// --- Keys -------------------------------------------------------------------
+
+// content and meta column families: the 8-byte big-endian message id.
+std::string MessageKey(MessageId id);
+Result<MessageId> DecodeMessageKey(std::string_view key);
+
+// recipients column family: message key + 4-byte big-endian index, so a
+// message's recipients are contiguous and in list order.
+std::string RecipientKey(MessageId id, uint32_t index);
+struct RecipientKeyParts {
+  MessageId message;
+  uint32_t index = 0;
+};
+Result<RecipientKeyParts> DecodeRecipientKey(std::string_view key);
+
+// --- Values -----------------------------------------------------------------
+
+inline constexpr uint8_t kRecordVersion = 1;
+
+// The small per-message record in the meta column family.
+struct MessageMeta {
+  std::string sender;
+  TimePoint received_at;
+  std::string origin;
+  uint32_t recipient_count = 0;
+  uint64_t content_size = 0;  // uncompressed bytes
+
+  bool operator==(const MessageMeta&) const = default;
+};
+
+std::string EncodeMeta(const MessageMeta& meta);
+Result<MessageMeta> DecodeMeta(std::string_view value);
+
+// The per-recipient value. `record.message` and `record.index` live in the
+// key and are not encoded; DecodeRecipient fills them from the key.
+std::string EncodeRecipient(const RecipientRecord& record);
+Result<RecipientRecord> DecodeRecipient(std::string_view key, std::string_view value);
+
+// The message text in the content column family. With `compress`, the text
+// is zstd-compressed when that saves at least 1/8 of its size; otherwise it
+// is stored as is. Either way the value records the uncompressed size.
+enum class ContentEncoding : uint8_t { kRaw = 0, kZstd = 1 };
+std::string EncodeContent(std::string_view content, bool compress);
+Result<std::string> DecodeContent(std::string_view value);
+
+}  // namespace hikyaku::spool

@@ -1,0 +1,613 @@
+// The RocksDB spool. Format, group commit and the recovery argument are
+// specified in docs/spool.md; this file says why each durability step is
+// where it is.
+#include "spool/rocksdb_spool.h"
+
+#include <rocksdb/db.h>
+#include <rocksdb/filter_policy.h>
+#include <rocksdb/options.h>
+#include <rocksdb/statistics.h>
+#include <rocksdb/table.h>
+#include <rocksdb/write_batch.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <limits>
+#include <optional>
+#include <mutex>
+#include <shared_mutex>
+#include <system_error>
+#include <thread>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "spool/codec.h"
+
+namespace hikyaku::spool {
+
+namespace {
+
+constexpr char kContentFamily[] = "content";
+constexpr char kMetaFamily[] = "meta";
+constexpr char kRecipientsFamily[] = "recipients";
+// In the default column family: the spool format version, written once when
+// the spool is created. A spool written by a newer, incompatible hikyaku is
+// refused instead of being misread.
+constexpr char kFormatKey[] = "hikyaku-spool-format";
+constexpr char kFormatVersion[] = "1";
+
+// Bodies at least this large go to blob files; smaller values (and all keys)
+// stay in the LSM tree. 512 bytes: below it the 30-odd bytes of blob index
+// plus a random read per delivery cost more than compacting the value.
+constexpr uint64_t kMinBlobSize = 512;
+// After a background error (disk full) RocksDB refuses writes until
+// DB::Resume(). Resume flushes every memtable, so on a still-full disk it is
+// expensive and pointless: try at most this often.
+constexpr auto kResumeInterval = std::chrono::seconds(1);
+// Upper bound on remembered failed appends whose leftovers are deleted at
+// the next successful commit (16 bytes each).
+constexpr size_t kMaxOrphans = 1 << 20;
+
+Error ToError(const rocksdb::Status& s, std::string_view what) {
+  std::string message = "spool: ";
+  message += what;
+  message += ": ";
+  message += s.ToString();
+  // RocksDB reports ENOSPC as IOError/kNoSpace, both directly and when it
+  // replays the background error that stopped writes.
+  if (s.IsNoSpace() || s.subcode() == rocksdb::Status::kNoSpace)
+    return Error(ErrorCode::kNoSpace, std::move(message));
+  if (s.IsCorruption()) return Error(ErrorCode::kCorruption, std::move(message));
+  if (s.IsShutdownInProgress()) return Error(ErrorCode::kUnavailable, std::move(message));
+  return Error(ErrorCode::kIo, std::move(message));
+}
+
+Error Unavailable() { return Error(ErrorCode::kUnavailable, "spool: closed"); }
+Error Reopening() {
+  return Error(ErrorCode::kUnavailable, "spool: database is being reopened after a write error");
+}
+
+// An open RocksDB instance and its column family handles, in the order
+// default, content, meta, recipients.
+struct Database {
+  std::unique_ptr<rocksdb::DB> db;
+  std::vector<rocksdb::ColumnFamilyHandle*> handles;
+  bool read_only = false;
+
+  void Close() {
+    if (!db) return;
+    for (auto* handle : handles) db->DestroyColumnFamilyHandle(handle).PermitUncheckedError();
+    handles.clear();
+    db->Close().PermitUncheckedError();
+    db.reset();
+  }
+};
+
+rocksdb::ColumnFamilyOptions FamilyOptions(const SpoolOptions& options, bool blobs) {
+  rocksdb::ColumnFamilyOptions cf;
+  // Equal memtables for all families: with atomic_flush they are flushed
+  // together anyway, and the content memtable is the one that fills.
+  cf.write_buffer_size = options.memtable_size;
+  cf.max_write_buffer_number = 3;  // one filling, up to two flushing: no stall on a burst
+  cf.compression = rocksdb::kLZ4Compression;
+  cf.level_compaction_dynamic_level_bytes = true;
+  rocksdb::BlockBasedTableOptions table;
+  // Bloom filters make the duplicate-id check and recipient lookups miss in
+  // memory instead of reading a block per table file.
+  table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
+  cf.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
+  if (blobs) {
+    // Bodies are written once, to a blob file, by the flush; compaction then
+    // moves only the ~20-byte blob index, never the body (docs/spool.md).
+    cf.enable_blob_files = true;
+    cf.min_blob_size = kMinBlobSize;
+    cf.blob_compression_type = rocksdb::kNoCompression;  // already zstd-compressed by the codec
+    cf.enable_blob_garbage_collection = false;           // GC would rewrite live bodies
+  }
+  return cf;
+}
+
+// read_only: the fallback while the disk is full (see Reopen); it replays
+// the WAL in memory and writes nothing, so it opens on a full disk.
+Result<Database> OpenDatabase(const SpoolOptions& options, rocksdb::Env* env,
+                              const std::shared_ptr<rocksdb::Statistics>& statistics, bool read_only = false) {
+  std::error_code ec;
+  std::filesystem::create_directories(options.path, ec);
+  if (ec) return Fail(ErrorCode::kIo, "spool: cannot create " + options.path.string() + ": " + ec.message());
+
+  rocksdb::DBOptions db;
+  if (env != nullptr) db.env = env;
+  db.create_if_missing = true;
+  db.create_missing_column_families = true;
+  // All families flush together, so a WAL file becomes obsolete at every
+  // flush instead of being pinned by a family that rarely fills.
+  db.atomic_flush = true;
+  db.max_total_wal_size = 4 * options.memtable_size;
+  db.max_background_jobs = 2;
+  db.avoid_flush_during_shutdown = true;
+  // A torn last record after a crash belonged to a write that was never
+  // acknowledged; stop replay there rather than refusing to open.
+  db.wal_recovery_mode = rocksdb::WALRecoveryMode::kPointInTimeRecovery;
+  // wal_compression stays off: RocksDB 7.8's compressed-WAL reader can
+  // reject valid fragmented records at recovery (fixed in 7.10); content is
+  // compressed by the codec instead.
+  db.wal_compression = rocksdb::kNoCompression;
+  db.bytes_per_sync = 1 << 20;  // smooth write-back of table and blob files
+  db.keep_log_file_num = 4;
+  db.max_log_file_size = 8 << 20;
+  db.statistics = statistics;
+
+  std::vector<rocksdb::ColumnFamilyDescriptor> families = {
+      {rocksdb::kDefaultColumnFamilyName, FamilyOptions(options, false)},
+      {kContentFamily, FamilyOptions(options, true)},
+      {kMetaFamily, FamilyOptions(options, false)},
+      {kRecipientsFamily, FamilyOptions(options, false)},
+  };
+  Database out;
+  out.read_only = read_only;
+  rocksdb::DB* raw = nullptr;
+  rocksdb::Status s = read_only
+                          ? rocksdb::DB::OpenForReadOnly(db, options.path.string(), families, &out.handles, &raw)
+                          : rocksdb::DB::Open(db, options.path.string(), families, &out.handles, &raw);
+  if (!s.ok()) return tl::unexpected(ToError(s, "opening " + options.path.string()));
+  out.db.reset(raw);
+  if (read_only) return out;
+  auto close_on_error = [&](Error error) {
+    out.Close();
+    return tl::unexpected(std::move(error));
+  };
+
+  std::string format;
+  s = out.db->Get(rocksdb::ReadOptions(), out.handles[0], kFormatKey, &format);
+  if (s.IsNotFound()) {
+    // A new spool, unless it already holds messages: then the marker was
+    // lost and guessing the format would risk misreading every record.
+    std::unique_ptr<rocksdb::Iterator> it(out.db->NewIterator(rocksdb::ReadOptions(), out.handles[2]));
+    it->SeekToFirst();
+    const bool has_messages = it->Valid() || !it->status().ok();
+    it.reset();
+    if (has_messages)
+      return close_on_error(Error(ErrorCode::kCorruption,
+                                  "spool: " + options.path.string() + " holds messages but no format marker"));
+    rocksdb::WriteOptions write;
+    write.sync = true;
+    s = out.db->Put(write, out.handles[0], kFormatKey, kFormatVersion);
+    if (!s.ok()) return close_on_error(ToError(s, "writing the format marker"));
+  } else if (!s.ok()) {
+    return close_on_error(ToError(s, "reading the format marker"));
+  } else if (format != kFormatVersion) {
+    return close_on_error(Error(ErrorCode::kCorruption,
+                                "spool: " + options.path.string() + " has unknown format version '" + format + "'"));
+  }
+  return out;
+}
+
+struct Request {
+  enum class Kind { kAppend, kUpdate };
+  Kind kind = Kind::kAppend;
+  MessageId id;
+  std::optional<Error> rejected;  // failed validation before reaching the commit thread
+  // kAppend: encoded values.
+  std::string content;
+  std::string meta;
+  std::vector<std::string> recipients;
+  // kUpdate
+  RecipientRecord update;
+  CommitCallback done;
+};
+
+class RocksDbSpool final : public Spool {
+ public:
+  RocksDbSpool(const SpoolOptions& options, rocksdb::Env* env, Database database,
+               std::shared_ptr<rocksdb::Statistics> statistics)
+      : options_(options),
+        env_(env),
+        sync_(options.sync),
+        compress_(options.compress_content),
+        database_(std::move(database)),
+        statistics_(std::move(statistics)) {
+    commit_thread_ = std::thread([this] { CommitLoop(); });
+  }
+
+  ~RocksDbSpool() override { Close(); }
+
+  void Append(IncomingMessage message, CommitCallback done) override {
+    Request request;
+    request.kind = Request::Kind::kAppend;
+    request.id = message.id;
+    request.done = std::move(done);
+    if (message.recipients.empty()) {
+      request.rejected = Error(ErrorCode::kInvalidArgument, "spool: message has no recipients");
+    } else if (message.recipients.size() > std::numeric_limits<uint32_t>::max()) {
+      request.rejected = Error(ErrorCode::kInvalidArgument, "spool: too many recipients");
+    } else {
+      // Encoding (and compressing) here spreads the CPU work over the
+      // injecting threads; the commit thread only concatenates.
+      MessageMeta meta;
+      meta.sender = std::move(message.sender);
+      meta.received_at = message.received_at;
+      meta.origin = std::move(message.origin);
+      meta.recipient_count = static_cast<uint32_t>(message.recipients.size());
+      meta.content_size = message.content.size();
+      request.meta = EncodeMeta(meta);
+      request.content = EncodeContent(message.content, compress_);
+      request.recipients.reserve(message.recipients.size());
+      RecipientRecord record;
+      record.state = RecipientState::kQueued;
+      record.next_attempt = message.received_at;  // due at once
+      for (auto& recipient : message.recipients) {
+        record.recipient = std::move(recipient);
+        request.recipients.push_back(EncodeRecipient(record));
+      }
+    }
+    Enqueue(std::move(request));
+  }
+
+  void UpdateRecipient(const RecipientRecord& record, CommitCallback done) override {
+    Request request;
+    request.kind = Request::Kind::kUpdate;
+    request.id = record.message;
+    request.update = record;
+    request.update.recipient.clear();
+    request.done = std::move(done);
+    Enqueue(std::move(request));
+  }
+
+  Result<void> ForEachPending(const std::function<void(const RecipientRecord&)>& visit) override {
+    std::shared_lock lock(db_mu_);
+    if (db() == nullptr) return tl::unexpected(closed_ ? Unavailable() : Reopening());
+    rocksdb::ReadOptions read;
+    read.fill_cache = false;  // a one-off scan at start-up
+    std::unique_ptr<rocksdb::Iterator> it(db()->NewIterator(read, recipients()));
+    for (it->SeekToFirst(); it->Valid(); it->Next()) {
+      auto record = DecodeRecipient(std::string_view(it->key().data(), it->key().size()),
+                                    std::string_view(it->value().data(), it->value().size()));
+      if (!record) return tl::unexpected(record.error());
+      if (record->state == RecipientState::kQueued) visit(*record);
+    }
+    if (!it->status().ok()) return tl::unexpected(ToError(it->status(), "scanning recipients"));
+    return {};
+  }
+
+  Result<IncomingMessage> ReadMessage(MessageId id) override {
+    std::shared_lock lock(db_mu_);
+    if (db() == nullptr) return tl::unexpected(closed_ ? Unavailable() : Reopening());
+    const std::string key = MessageKey(id);
+    rocksdb::PinnableSlice value;
+    rocksdb::Status s = db()->Get(rocksdb::ReadOptions(), meta(), key, &value);
+    if (s.IsNotFound()) return Fail(ErrorCode::kNotFound, "spool: no message " + id.ToString());
+    if (!s.ok()) return tl::unexpected(ToError(s, "reading meta of " + id.ToString()));
+    auto meta = DecodeMeta(std::string_view(value.data(), value.size()));
+    if (!meta) return tl::unexpected(meta.error());
+    value.Reset();
+    s = db()->Get(rocksdb::ReadOptions(), content(), key, &value);
+    if (s.IsNotFound()) return Fail(ErrorCode::kCorruption, "spool: message " + id.ToString() + " has no content");
+    if (!s.ok()) return tl::unexpected(ToError(s, "reading content of " + id.ToString()));
+    auto content = DecodeContent(std::string_view(value.data(), value.size()));
+    if (!content) return tl::unexpected(content.error());
+    if (content->size() != meta->content_size)
+      return Fail(ErrorCode::kCorruption, "spool: content size of " + id.ToString() + " disagrees with meta");
+
+    IncomingMessage message;
+    message.id = id;
+    message.sender = std::move(meta->sender);
+    message.content = std::move(*content);
+    message.received_at = meta->received_at;
+    message.origin = std::move(meta->origin);
+    message.recipients.reserve(meta->recipient_count);
+    std::unique_ptr<rocksdb::Iterator> it(db()->NewIterator(rocksdb::ReadOptions(), recipients()));
+    for (it->Seek(RecipientKey(id, 0)); it->Valid() && it->key().starts_with(key); it->Next()) {
+      auto record = DecodeRecipient(std::string_view(it->key().data(), it->key().size()),
+                                    std::string_view(it->value().data(), it->value().size()));
+      if (!record) return tl::unexpected(record.error());
+      message.recipients.push_back(std::move(record->recipient));
+    }
+    if (!it->status().ok()) return tl::unexpected(ToError(it->status(), "reading recipients of " + id.ToString()));
+    return message;
+  }
+
+  SpoolStats Stats() const override {
+    SpoolStats stats;
+    stats.appends = appends_.load(std::memory_order_relaxed);
+    stats.commit_groups = commit_groups_.load(std::memory_order_relaxed);
+    stats.syncs = syncs_.load(std::memory_order_relaxed);
+    stats.failed_appends = failed_appends_.load(std::memory_order_relaxed);
+    stats.updates = updates_.load(std::memory_order_relaxed);
+    stats.resumes = resumes_.load(std::memory_order_relaxed);
+    stats.wal_bytes = statistics_->getTickerCount(rocksdb::WAL_FILE_BYTES);
+    stats.flush_bytes = statistics_->getTickerCount(rocksdb::FLUSH_WRITE_BYTES);
+    stats.blob_bytes = statistics_->getTickerCount(rocksdb::BLOB_DB_BLOB_FILE_BYTES_WRITTEN);
+    stats.compaction_bytes = statistics_->getTickerCount(rocksdb::COMPACT_WRITE_BYTES);
+    return stats;
+  }
+
+  void Close() override {
+    std::lock_guard close_lock(close_mu_);
+    {
+      std::lock_guard lock(mu_);
+      closing_ = true;
+    }
+    cv_.notify_all();
+    // The commit thread drains every request queued before `closing_` was
+    // set, so each of them gets its real outcome, not kUnavailable.
+    if (commit_thread_.joinable()) commit_thread_.join();
+
+    std::unique_lock lock(db_mu_);
+    closed_ = true;
+    if (db() == nullptr) return;
+    // sync = none acknowledged writes that are only in the page cache; a
+    // clean shutdown should not leave them exposed to a power loss.
+    if (sync_ == config::SyncMode::kNone) db()->SyncWAL().PermitUncheckedError();
+    // Memtables are not flushed at shutdown (avoid_flush_during_shutdown):
+    // the synced WAL already holds them and the next open replays it, so a
+    // flush now would only move the same table writes earlier.
+    database_.Close();
+  }
+
+ private:
+  void Enqueue(Request request) {
+    {
+      std::lock_guard lock(mu_);
+      if (!closing_) {
+        pending_.push_back(std::move(request));
+        cv_.notify_one();
+        return;
+      }
+    }
+    failed_appends_.fetch_add(request.kind == Request::Kind::kAppend ? 1 : 0, std::memory_order_relaxed);
+    request.done(tl::unexpected(Unavailable()));
+  }
+
+  void CommitLoop() {
+    std::vector<Request> group;
+    for (;;) {
+      {
+        std::unique_lock lock(mu_);
+        cv_.wait(lock, [this] { return !pending_.empty() || closing_; });
+        if (pending_.empty()) return;  // closing and drained
+        // Everything that arrived while the previous write and sync ran goes
+        // into this one: that is what makes one fdatasync cover many writers.
+        group.swap(pending_);
+      }
+      Commit(group);
+      group.clear();
+    }
+  }
+
+  // Looks up the current value of a recipient record, as of this group:
+  // updates staged earlier in the group, then appends in the group, then the
+  // database.
+  Result<RecipientRecord> CurrentRecipient(const std::string& key, const RecipientRecord& target,
+                                           const std::unordered_map<std::string, std::string>& staged,
+                                           const std::unordered_map<uint64_t, const Request*>& appended) {
+    if (auto it = staged.find(key); it != staged.end()) return DecodeRecipient(key, it->second);
+    if (auto it = appended.find(target.message.value()); it != appended.end()) {
+      if (target.index >= it->second->recipients.size())
+        return Fail(ErrorCode::kNotFound, "spool: no recipient " + std::to_string(target.index));
+      return DecodeRecipient(key, it->second->recipients[target.index]);
+    }
+    std::string value;
+    rocksdb::Status s = db()->Get(rocksdb::ReadOptions(), recipients(), key, &value);
+    if (s.IsNotFound())
+      return Fail(ErrorCode::kNotFound, "spool: no recipient " + target.message.ToString() + "/" +
+                                            std::to_string(target.index));
+    if (!s.ok()) return tl::unexpected(ToError(s, "reading recipient"));
+    return DecodeRecipient(key, value);
+  }
+
+  void Commit(std::vector<Request>& group) {
+    MaybeResume();
+    if (db() == nullptr || database_.read_only) {
+      // After a fatal write error the database could not be reopened for
+      // writing yet (disk still full): nothing can be written.
+      for (auto& r : group) {
+        if (r.kind == Request::Kind::kAppend) failed_appends_.fetch_add(1, std::memory_order_relaxed);
+        r.done(tl::unexpected(r.rejected ? *r.rejected : *last_failure_));
+      }
+      return;
+    }
+
+    rocksdb::WriteBatch batch;
+    // Leftovers of appends that failed earlier: their write was refused, so
+    // normally nothing of them exists; deleting is cheap insurance against a
+    // WAL record that reached the file before the sync failed (docs/spool.md).
+    for (const auto& [id, count] : orphans_) {
+      const std::string key = MessageKey(id);
+      batch.Delete(content(), key).PermitUncheckedError();
+      batch.Delete(meta(), key).PermitUncheckedError();
+      for (uint32_t i = 0; i < count; ++i) batch.Delete(recipients(), RecipientKey(id, i)).PermitUncheckedError();
+    }
+
+    std::vector<std::optional<Error>> outcome(group.size());
+    std::unordered_map<uint64_t, const Request*> appended;
+    std::unordered_map<std::string, std::string> staged;
+    size_t appends = 0, updates = 0;
+    for (size_t i = 0; i < group.size(); ++i) {
+      Request& r = group[i];
+      if (r.rejected) {
+        outcome[i] = std::move(r.rejected);
+        continue;
+      }
+      const std::string key = MessageKey(r.id);
+      if (r.kind == Request::Kind::kAppend) {
+        // MessageIds are unique by construction; a duplicate means a clock
+        // step or a bug elsewhere, and overwriting would lose a message.
+        std::string ignored;
+        bool exists = appended.count(r.id.value()) > 0;
+        if (!exists) {
+          rocksdb::Status s = db()->Get(rocksdb::ReadOptions(), meta(), key, &ignored);
+          if (!s.ok() && !s.IsNotFound()) {
+            outcome[i] = ToError(s, "checking for a duplicate id");
+            continue;
+          }
+          exists = s.ok();
+        }
+        if (exists) {
+          outcome[i] = Error(ErrorCode::kInvalidArgument, "spool: duplicate message id " + r.id.ToString());
+          continue;
+        }
+        batch.Put(content(), key, r.content).PermitUncheckedError();
+        batch.Put(meta(), key, r.meta).PermitUncheckedError();
+        for (uint32_t j = 0; j < r.recipients.size(); ++j)
+          batch.Put(recipients(), RecipientKey(r.id, j), r.recipients[j]).PermitUncheckedError();
+        appended.emplace(r.id.value(), &r);
+        ++appends;
+      } else {
+        const std::string rkey = RecipientKey(r.id, r.update.index);
+        auto current = CurrentRecipient(rkey, r.update, staged, appended);
+        if (!current) {
+          outcome[i] = current.error();
+          continue;
+        }
+        current->state = r.update.state;
+        current->attempts = r.update.attempts;
+        current->next_attempt = r.update.next_attempt;
+        std::string value = EncodeRecipient(*current);
+        batch.Put(recipients(), rkey, value).PermitUncheckedError();
+        staged[rkey] = std::move(value);
+        ++updates;
+      }
+    }
+
+    std::optional<Error> failure;
+    if (batch.Count() > 0) {
+      rocksdb::WriteOptions write;
+      // sync = group: this one fdatasync covers every writer in the group.
+      // sync = none: the WAL still gets the write() (a process crash loses
+      // nothing), only the fdatasync is skipped.
+      write.sync = sync_ == config::SyncMode::kGroup;
+      write.disableWAL = false;
+      rocksdb::Status s = db()->Write(write, &batch);
+      commit_groups_.fetch_add(1, std::memory_order_relaxed);
+      if (write.sync) syncs_.fetch_add(1, std::memory_order_relaxed);
+      if (!s.ok()) failure = ToError(s, "commit");
+    }
+
+    if (failure) {
+      needs_resume_ = true;
+      last_failure_ = failure;
+      for (size_t i = 0; i < group.size(); ++i) {
+        if (outcome[i]) continue;
+        outcome[i] = *failure;
+        if (group[i].kind == Request::Kind::kAppend && orphans_.size() < kMaxOrphans)
+          orphans_.emplace_back(group[i].id, static_cast<uint32_t>(group[i].recipients.size()));
+      }
+    } else {
+      needs_resume_ = false;
+      orphans_.clear();
+      appends_.fetch_add(appends, std::memory_order_relaxed);
+      updates_.fetch_add(updates, std::memory_order_relaxed);
+    }
+
+    // Acknowledge only now: the write (and, for sync = group, its sync)
+    // returned, so every success below is durable as promised in spool.h.
+    for (size_t i = 0; i < group.size(); ++i) {
+      if (outcome[i]) {
+        if (group[i].kind == Request::Kind::kAppend) failed_appends_.fetch_add(1, std::memory_order_relaxed);
+        group[i].done(tl::unexpected(std::move(*outcome[i])));
+      } else {
+        group[i].done({});
+      }
+    }
+  }
+
+  // After a failed write RocksDB may have stopped accepting writes (a
+  // "background error"); it answers every Write with that error until
+  // Resume() succeeds. Resume flushes the memtables and starts a new WAL, so
+  // it only succeeds once the disk has room again.
+  //
+  // RocksDB 7.8 escalates a failure *during* recovery (its own automatic
+  // attempt starts at once, while the disk is still full) to a fatal error
+  // that Resume can no longer clear. Then the only way forward is to close
+  // and reopen the database: the reopen replays the WAL, so everything
+  // acknowledged is kept, and it keeps failing (kNoSpace) until there is room.
+  void MaybeResume() {
+    if (!needs_resume_) return;
+    const auto now = std::chrono::steady_clock::now();
+    if (now - last_resume_attempt_ < kResumeInterval) return;
+    last_resume_attempt_ = now;
+    if (db() != nullptr && !database_.read_only) {
+      const rocksdb::Status s = db()->Resume();
+      if (s.ok()) {
+        needs_resume_ = false;
+        resumes_.fetch_add(1, std::memory_order_relaxed);
+        return;
+      }
+      if (s.severity() < rocksdb::Status::Severity::kFatalError) return;  // try again later
+    }
+    Reopen();
+  }
+
+  // While the writable open fails, a read-only instance keeps reads (and so
+  // deliveries) of accepted mail going.
+  void Reopen() {
+    std::unique_lock lock(db_mu_);
+    database_.Close();
+    auto reopened = OpenDatabase(options_, env_, statistics_);
+    if (!reopened) {
+      last_failure_ = reopened.error();
+      if (auto read_only = OpenDatabase(options_, env_, statistics_, /*read_only=*/true)) {
+        database_ = std::move(*read_only);
+      }
+      return;
+    }
+    database_ = std::move(*reopened);
+    needs_resume_ = false;
+    resumes_.fetch_add(1, std::memory_order_relaxed);
+  }
+
+  rocksdb::DB* db() const { return database_.db.get(); }
+  rocksdb::ColumnFamilyHandle* content() const { return database_.handles[1]; }
+  rocksdb::ColumnFamilyHandle* meta() const { return database_.handles[2]; }
+  rocksdb::ColumnFamilyHandle* recipients() const { return database_.handles[3]; }
+
+  const SpoolOptions options_;
+  rocksdb::Env* const env_;
+  const config::SyncMode sync_;
+  const bool compress_;
+
+  // database_ is replaced only by the commit thread (Reopen) and by Close
+  // after the commit thread has stopped, both under an exclusive db_mu_.
+  // Readers hold db_mu_ shared. database_.db is null after Close and while a
+  // reopen keeps failing.
+  std::shared_mutex db_mu_;
+  Database database_;
+  std::shared_ptr<rocksdb::Statistics> statistics_;
+
+  std::mutex close_mu_;
+  std::mutex mu_;  // guards pending_ and closing_
+  std::condition_variable cv_;
+  std::vector<Request> pending_;
+  bool closing_ = false;
+  std::thread commit_thread_;
+  bool closed_ = false;  // guarded by db_mu_
+
+  // Commit thread only.
+  bool needs_resume_ = false;
+  std::chrono::steady_clock::time_point last_resume_attempt_{};
+  std::vector<std::pair<MessageId, uint32_t>> orphans_;
+  std::optional<Error> last_failure_;
+
+  std::atomic<uint64_t> appends_{0};
+  std::atomic<uint64_t> commit_groups_{0};
+  std::atomic<uint64_t> syncs_{0};
+  std::atomic<uint64_t> failed_appends_{0};
+  std::atomic<uint64_t> updates_{0};
+  std::atomic<uint64_t> resumes_{0};
+};
+
+}  // namespace
+
+Result<std::unique_ptr<Spool>> OpenRocksDbSpool(const SpoolOptions& options, rocksdb::Env* env) {
+  auto statistics = rocksdb::CreateDBStatistics();
+  auto database = OpenDatabase(options, env, statistics);
+  if (!database) return tl::unexpected(database.error());
+  return std::unique_ptr<Spool>(std::make_unique<RocksDbSpool>(options, env, std::move(*database), statistics));
+}
+
+Result<std::unique_ptr<Spool>> OpenRocksDbSpool(const SpoolOptions& options) {
+  return OpenRocksDbSpool(options, nullptr);
+}
+
+}  // namespace hikyaku::spool
