@@ -13,7 +13,7 @@ packages=(
 if [[ "${1:-}" == "--test" ]]; then
   # swaks and Postfix's smtp-source/smtp-sink test injection from outside;
   # clang brings libFuzzer for the fuzz preset.
-  packages+=(swaks postfix clang libclang-rt-14-dev procps)
+  packages+=(swaks postfix clang libclang-rt-14-dev procps dnsmasq)
 fi
 
 missing=()
