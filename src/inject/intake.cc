@@ -39,9 +39,10 @@ void Intake::Submit(Submission submission, Done done) {
   auto recipients = message.recipients;
   auto size = message.content.size();
   auto origin = message.origin;
+  auto received_at = message.received_at;
   spool_.Append(std::move(message),
-                [this, id, sender = std::move(sender), recipients = std::move(recipients), size,
-                 origin = std::move(origin), done = std::move(done)](Result<void> stored) {
+                [this, id, received_at, sender = std::move(sender), recipients = std::move(recipients), size,
+                 origin = std::move(origin), done = std::move(done)](Result<void> stored) mutable {
                   if (!stored) {
                     ++failed_;
                     done(tl::unexpected(stored.error()));
@@ -49,6 +50,7 @@ void Intake::Submit(Submission submission, Done done) {
                   }
                   ++accepted_;
                   events_.Received(clock_.Now(), id, sender, recipients, size, origin);
+                  if (accepted_listener_) accepted_listener_(AcceptedMessage{id, received_at, std::move(recipients)});
                   done(id);
                 });
 }

@@ -40,6 +40,13 @@ struct Submission {
   message::ReceivedProtocol protocol = message::ReceivedProtocol::kEsmtp;
 };
 
+// What the delivery side learns of a message once it is durable.
+struct AcceptedMessage {
+  MessageId id;
+  TimePoint received_at;
+  std::vector<std::string> recipients;  // index i is recipient record i in the spool
+};
+
 struct IntakeStats {
   uint64_t accepted = 0;
   uint64_t failed = 0;
@@ -48,6 +55,10 @@ struct IntakeStats {
 class Intake {
  public:
   Intake(spool::Spool& spool, events::EventLog& events, const Clock& clock, std::string hostname);
+
+  // Called (on the spool's commit thread) for every message once durable,
+  // before the submitter's `done`. Set before the listeners start.
+  void SetAcceptedListener(std::function<void(AcceptedMessage)> listener) { accepted_listener_ = std::move(listener); }
 
   using Done = std::function<void(Result<MessageId>)>;
   void Submit(Submission submission, Done done);
@@ -61,6 +72,7 @@ class Intake {
   const Clock& clock_;
   std::string hostname_;
   MessageIdGenerator ids_;
+  std::function<void(AcceptedMessage)> accepted_listener_;
   std::atomic<uint64_t> accepted_{0};
   std::atomic<uint64_t> failed_{0};
 };

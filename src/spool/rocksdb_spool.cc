@@ -184,7 +184,7 @@ Result<Database> OpenDatabase(const SpoolOptions& options, rocksdb::Env* env,
 }
 
 struct Request {
-  enum class Kind { kAppend, kUpdate };
+  enum class Kind { kAppend, kUpdate, kRemove };
   Kind kind = Kind::kAppend;
   MessageId id;
   std::optional<Error> rejected;  // failed validation before reaching the commit thread
@@ -194,6 +194,8 @@ struct Request {
   std::vector<std::string> recipients;
   // kUpdate
   RecipientRecord update;
+  // kRemove
+  uint32_t recipient_count = 0;
   CommitCallback done;
 };
 
@@ -250,6 +252,15 @@ class RocksDbSpool final : public Spool {
     request.id = record.message;
     request.update = record;
     request.update.recipient.clear();
+    request.done = std::move(done);
+    Enqueue(std::move(request));
+  }
+
+  void RemoveMessage(MessageId id, uint32_t recipient_count, CommitCallback done) override {
+    Request request;
+    request.kind = Request::Kind::kRemove;
+    request.id = id;
+    request.recipient_count = recipient_count;
     request.done = std::move(done);
     Enqueue(std::move(request));
   }
@@ -453,6 +464,15 @@ class RocksDbSpool final : public Spool {
           batch.Put(recipients(), RecipientKey(r.id, j), r.recipients[j]).PermitUncheckedError();
         appended.emplace(r.id.value(), &r);
         ++appends;
+      } else if (r.kind == Request::Kind::kRemove) {
+        batch.Delete(content(), key).PermitUncheckedError();
+        batch.Delete(meta(), key).PermitUncheckedError();
+        for (uint32_t j = 0; j < r.recipient_count; ++j) {
+          const std::string rkey = RecipientKey(r.id, j);
+          batch.Delete(recipients(), rkey).PermitUncheckedError();
+          staged.erase(rkey);
+        }
+        ++updates;
       } else {
         const std::string rkey = RecipientKey(r.id, r.update.index);
         auto current = CurrentRecipient(rkey, r.update, staged, appended);

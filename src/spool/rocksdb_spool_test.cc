@@ -337,6 +337,29 @@ TEST(RocksDbSpoolTest, UpdateRecipientChangesStateDurably) {
   ExpectStored(*spool, m);  // final recipients stay listed
 }
 
+TEST(RocksDbSpoolTest, RemoveMessageDeletesEveryRecordDurably) {
+  TempDir dir;
+  IncomingMessage gone = MakeMessage(1, 3, 5000);
+  IncomingMessage kept = MakeMessage(2, 2);
+  {
+    auto spool = MustOpen(Options(dir.path()));
+    ASSERT_TRUE(spool);
+    ASSERT_TRUE(AppendAndWait(*spool, gone));
+    ASSERT_TRUE(AppendAndWait(*spool, kept));
+    std::promise<Result<void>> promise;
+    spool->RemoveMessage(gone.id, 3, [&promise](Result<void> r) { promise.set_value(std::move(r)); });
+    ASSERT_TRUE(promise.get_future().get());
+    EXPECT_EQ(spool->ReadMessage(gone.id).error().code(), ErrorCode::kNotFound);
+  }
+  auto spool = MustOpen(Options(dir.path()));
+  ASSERT_TRUE(spool);
+  auto pending = Pending(*spool);
+  ASSERT_EQ(pending.size(), 2u);  // only the kept message's recipients
+  EXPECT_EQ(pending[0].message, kept.id);
+  EXPECT_EQ(spool->ReadMessage(gone.id).error().code(), ErrorCode::kNotFound);
+  ExpectStored(*spool, kept);
+}
+
 TEST(RocksDbSpoolTest, UpdateInTheSameGroupAsItsAppendApplies) {
   TempDir dir;
   IncomingMessage m = MakeMessage(1, 2);

@@ -104,6 +104,15 @@ class Spool {
     done(Fail(ErrorCode::kInternal, "spool: UpdateRecipient not supported"));
   }
 
+  // Deletes every record of a message whose recipients are all final
+  // (delivered, bounced, expired): content, meta and the `recipient_count`
+  // recipient records, in one group commit. The event log keeps the history.
+  // Deleting soon after arrival is what keeps most bodies out of the on-disk
+  // tables: RocksDB drops a Put and its Delete met in the same memtable.
+  virtual void RemoveMessage(MessageId id, uint32_t recipient_count, CommitCallback done) {
+    done(Fail(ErrorCode::kInternal, "spool: RemoveMessage not supported"));
+  }
+
   virtual SpoolStats Stats() const = 0;
 
   // Stops accepting appends, completes (or fails) every queued append, and
