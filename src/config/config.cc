@@ -6,6 +6,8 @@
 #include <algorithm>
 #include <array>
 #include <cerrno>
+#include <charconv>
+#include <cmath>
 #include <cstring>
 #include <fstream>
 #include <initializer_list>
@@ -174,6 +176,127 @@ std::optional<std::string> ReadableFileProblem(const std::filesystem::path& path
   return std::nullopt;
 }
 
+// The shortest text that reads back as the same double: 0.25, 1, 0.01.
+std::string FormatNumber(double number) {
+  char buffer[32];
+  auto [end, ec] = std::to_chars(buffer, buffer + sizeof buffer, number);
+  if (ec != std::errc()) return "?";  // cannot happen: 32 bytes hold any double
+  return std::string(buffer, end);
+}
+
+std::string Lowercase(std::string_view text) {
+  std::string out(text);
+  for (char& c : out) {
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  }
+  return out;
+}
+
+// A domain name, or "*." and a domain name: the wildcard stands for one or
+// more whole labels in front of the suffix, never for the suffix itself.
+std::optional<std::string> DomainPatternProblem(std::string_view pattern) {
+  std::string_view name = pattern;
+  if (name.substr(0, 2) == "*.") name.remove_prefix(2);
+  if (name.find('*') != std::string_view::npos) {
+    return "\"" + std::string(pattern) +
+           "\": a wildcard is only allowed as a whole first label, as in \"*.example.com\"";
+  }
+  return HostnameProblem(name);
+}
+
+// A port number 1-65535, decimal, without sign or leading zeros.
+std::optional<uint16_t> ParsePort(std::string_view text) {
+  if (text.empty() || text.size() > 5 || text[0] == '0') return std::nullopt;
+  unsigned value = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (ec != std::errc() || end != text.data() + text.size() || value > 65535) return std::nullopt;
+  return static_cast<uint16_t>(value);
+}
+
+// A [[route]] destination: "host", "host:port", "[ipv6]" or "[ipv6]:port",
+// the host an IPv4 literal or a domain name; the port defaults to 25, where
+// MX hosts listen. An IPv6 literal needs brackets, since "2001:db8::1:25"
+// could end in a port or not.
+struct RouteTarget {
+  std::string host;  // lower-cased name, or the address in canonical text
+  uint16_t port = 25;
+};
+
+tl::expected<RouteTarget, std::string> ParseRouteTarget(std::string_view text) {
+  RouteTarget target;
+  std::string_view host = text;
+  std::string_view port;
+  bool has_port = false;
+  if (!text.empty() && text.front() == '[') {
+    size_t close = text.find(']');
+    if (close == std::string_view::npos)
+      return tl::unexpected(std::string("missing ']' after the IPv6 address"));
+    host = text.substr(1, close - 1);
+    std::string_view rest = text.substr(close + 1);
+    if (!rest.empty()) {
+      if (rest.front() != ':')
+        return tl::unexpected(std::string("expected ':PORT' or nothing after ']'"));
+      port = rest.substr(1);
+      has_port = true;
+    }
+    auto address = IpAddress::Parse(host);
+    if (!address || !address->v6) {
+      return tl::unexpected("\"" + std::string(host) + "\" is not an IPv6 address");
+    }
+    target.host = address->ToString();
+  } else {
+    size_t colon = text.find(':');
+    if (colon != std::string_view::npos) {
+      if (text.find(':', colon + 1) != std::string_view::npos) {
+        return tl::unexpected(
+            std::string("an IPv6 address must be in brackets, e.g. \"[2001:db8::1]:25\""));
+      }
+      host = text.substr(0, colon);
+      port = text.substr(colon + 1);
+      has_port = true;
+    }
+    if (auto address = IpAddress::Parse(host)) {
+      target.host = address->ToString();
+    } else if (!host.empty() && std::all_of(host.begin(), host.end(), [](char c) {
+                 return (c >= '0' && c <= '9') || c == '.';
+               })) {
+      return tl::unexpected("\"" + std::string(host) + "\" is not a valid IPv4 address");
+    } else if (auto problem = HostnameProblem(host)) {
+      return tl::unexpected("host " + *problem);
+    } else {
+      target.host = Lowercase(host);
+    }
+  }
+  if (has_port) {
+    auto number = ParsePort(port);
+    if (!number) {
+      return tl::unexpected("\"" + std::string(port) + "\" is not a port number (1-65535)");
+    }
+    target.port = *number;
+  }
+  return target;
+}
+
+// A [dns] server: "IP", "[IPv6]" (port 53, RFC 1035 4.2) or an endpoint
+// with an explicit port. Names are refused: they would need a resolver to
+// find the resolver.
+tl::expected<Endpoint, std::string> ParseDnsServer(std::string_view text) {
+  constexpr uint16_t kDnsPort = 53;
+  if (auto address = IpAddress::Parse(text)) return Endpoint{*address, kDnsPort};
+  if (text.size() > 2 && text.front() == '[' && text.back() == ']') {
+    auto address = IpAddress::Parse(text.substr(1, text.size() - 2));
+    if (address && address->v6) return Endpoint{*address, kDnsPort};
+  }
+  if (text.find_first_of(":[") == std::string_view::npos) {
+    return tl::unexpected("\"" + std::string(text) +
+                          "\" is not an IP address (host names are not accepted)");
+  }
+  auto endpoint = Endpoint::ParseOrError(text);
+  if (!endpoint) return tl::unexpected(endpoint.error().message());
+  if (endpoint->port == 0) return tl::unexpected(std::string("port 0 is not a DNS server port"));
+  return *endpoint;
+}
+
 class Reader;
 
 // One accepted key: how to read its value into a T, and, for tables and
@@ -336,6 +459,38 @@ class Reader {
     return *parsed;
   }
 
+  // A float; an integer is accepted too (`retry_share = 1` means 1.0). TOML's
+  // nan and inf are refused: no limit or share can be either.
+  std::optional<double> Number(const toml::node& node, const std::string& path) {
+    double number = 0;
+    if (const auto* floating = node.as_floating_point()) {
+      number = floating->get();
+    } else if (const auto* integer = node.as_integer()) {
+      number = static_cast<double>(integer->get());
+    } else {
+      ReportType(node, path, "a number");
+      return std::nullopt;
+    }
+    if (!std::isfinite(number)) {
+      Report(node, path, "must be a finite number, got " + FormatNumber(number));
+      return std::nullopt;
+    }
+    return number;
+  }
+
+  std::optional<double> NumberIn(const toml::node& node, const std::string& path, double min,
+                                 double max) {
+    auto number = Number(node, path);
+    if (!number) return std::nullopt;
+    if (*number < min || *number > max) {
+      Report(node, path,
+             "must be between " + FormatNumber(min) + " and " + FormatNumber(max) + ", got " +
+                 FormatNumber(*number));
+      return std::nullopt;
+    }
+    return number;
+  }
+
   const toml::array* Array(const toml::node& node, const std::string& path) {
     const toml::array* array = node.as_array();
     if (array == nullptr) ReportType(node, path, "an array");
@@ -350,6 +505,12 @@ class Reader {
     return std::move(errors_);
   }
   bool HasErrors() const { return !errors_.empty(); }
+  // True if a problem was already reported for exactly `key`; cross-key
+  // checks use it so that one bad value does not cause a second, derived error.
+  bool HasErrorAt(std::string_view key) const {
+    return std::any_of(errors_.begin(), errors_.end(),
+                       [key](const ConfigError& e) { return e.key == key; });
+  }
 
  private:
   template <typename T, size_t N>
@@ -643,9 +804,329 @@ constexpr std::array<Field<EventsConfig>, 1> kEventsFields{{
      }},
 }};
 
+// ---- readers shared by the tables below, parameterised by the member they
+// fill (ranges as template arguments keep each table entry one line)
+
+constexpr int64_t kMillisecond = 1;
+constexpr int64_t kSecond = 1000 * kMillisecond;
+constexpr int64_t kMinute = 60 * kSecond;
+constexpr int64_t kHour = 60 * kMinute;
+constexpr int64_t kDay = 24 * kHour;
+
+template <auto kMember, int64_t kMin, int64_t kMax, typename T>
+void ReadCount(Reader& r, const Node& n, const Path& p, T& c) {
+  if (auto v = r.Integer(n, p, kMin, kMax)) c.*kMember = static_cast<uint32_t>(*v);
+}
+
+template <auto kMember, int64_t kMinMillis, int64_t kMaxMillis, typename T>
+void ReadDuration(Reader& r, const Node& n, const Path& p, T& c) {
+  if (auto d = r.DurationIn(n, p, Duration(kMinMillis), Duration(kMaxMillis))) c.*kMember = *d;
+}
+
+// RFC 5321 4.5.3.2 gives floors (5 minutes for most replies, 10 for the
+// final dot) that bulk senders routinely shorten; 1s..1h keeps both a
+// too-eager and a never-firing timer out.
+template <auto kMember>
+void ReadPhaseTimeout(Reader& r, const Node& n, const Path& p, DeliveryConfig& c) {
+  ReadDuration<kMember, kSecond, kHour>(r, n, p, c);
+}
+
+// ---- [delivery]
+
+constexpr std::array<Field<DeliveryConfig>, 18> kDeliveryFields{{
+    {"max_connections_per_site", ReadCount<&DeliveryConfig::max_connections_per_site, 1, 10'000>},
+    {"retry_share",
+     [](Reader& r, const Node& n, const Path& p, DeliveryConfig& c) {
+       auto share = r.Number(n, p);
+       if (!share) return;
+       // The retry lane gets at most this share; below 1% a site with the
+       // usual connection limits would round its retry lane to no
+       // connection at all.
+       if (*share < 0.01) {
+         r.Report(n, p,
+                  "must be at least 0.01, got " + FormatNumber(*share) +
+                      ": the retry lane would get no connection, so retries would never run");
+         return;
+       }
+       if (*share > 1.0) {
+         r.Report(n, p, "must be between 0.01 and 1, got " + FormatNumber(*share));
+         return;
+       }
+       c.retry_share = *share;
+     }},
+    {"max_connections", ReadCount<&DeliveryConfig::max_connections, 1, 1'000'000>},
+    {"max_messages_per_connection",
+     ReadCount<&DeliveryConfig::max_messages_per_connection, 1, 100'000>},
+    {"max_recipients_per_transaction",
+     ReadCount<&DeliveryConfig::max_recipients_per_transaction, 1, 1'000>},
+    {"idle_timeout", ReadDuration<&DeliveryConfig::idle_timeout, 0, kHour>},
+    {"connect_timeout", ReadPhaseTimeout<&DeliveryConfig::connect_timeout>},
+    {"banner_timeout", ReadPhaseTimeout<&DeliveryConfig::banner_timeout>},
+    {"ehlo_timeout", ReadPhaseTimeout<&DeliveryConfig::ehlo_timeout>},
+    {"mail_timeout", ReadPhaseTimeout<&DeliveryConfig::mail_timeout>},
+    {"rcpt_timeout", ReadPhaseTimeout<&DeliveryConfig::rcpt_timeout>},
+    {"data_timeout", ReadPhaseTimeout<&DeliveryConfig::data_timeout>},
+    {"data_end_timeout", ReadPhaseTimeout<&DeliveryConfig::data_end_timeout>},
+    {"source_address",
+     [](Reader& r, const Node& n, const Path& p, DeliveryConfig& c) {
+       auto text = r.String(n, p);
+       if (!text) return;
+       auto address = IpAddress::Parse(*text);
+       if (!address) {
+         r.Report(n, p,
+                  "\"" + *text +
+                      "\" is not an IP address (write it without brackets or port, "
+                      "e.g. \"192.0.2.10\" or \"2001:db8::10\")");
+         return;
+       }
+       c.source_address = *address;
+     }},
+    {"helo_name",
+     [](Reader& r, const Node& n, const Path& p, DeliveryConfig& c) {
+       auto text = r.String(n, p);
+       if (!text) return;
+       if (auto problem = HostnameProblem(*text)) {
+         r.Report(n, p, *problem);
+         return;
+       }
+       c.helo_name = *text;
+     }},
+    {"starttls",
+     [](Reader& r, const Node& n, const Path& p, DeliveryConfig& c) {
+       auto text = r.String(n, p);
+       if (!text) return;
+       if (*text == "opportunistic") {
+         c.starttls = StartTlsPolicy::kOpportunistic;
+       } else if (*text == "never") {
+         c.starttls = StartTlsPolicy::kNever;
+       } else {
+         r.Report(n, p, "must be \"opportunistic\" or \"never\", got \"" + *text + "\"");
+       }
+     }},
+    {"host_down_initial", ReadDuration<&DeliveryConfig::host_down_initial, kSecond, kDay>},
+    // The lower bound host_down_initial is checked in CheckDurationOrder.
+    {"host_down_max", ReadDuration<&DeliveryConfig::host_down_max, kSecond, 7 * kDay>},
+}};
+
+// ---- [retry]
+
+constexpr std::array<Field<RetryConfig>, 5> kRetryFields{{
+    {"initial", ReadDuration<&RetryConfig::initial, kSecond, kDay>},
+    // max and max_age must also be at least initial: CheckDurationOrder.
+    {"max", ReadDuration<&RetryConfig::max, kSecond, 7 * kDay>},
+    {"max_age", ReadDuration<&RetryConfig::max_age, kSecond, 30 * kDay>},
+    {"jitter",
+     [](Reader& r, const Node& n, const Path& p, RetryConfig& c) {
+       if (auto v = r.NumberIn(n, p, 0.0, 0.5)) c.jitter = *v;
+     }},
+    {"reactivation_rate", ReadCount<&RetryConfig::reactivation_rate, 1, 1'000'000>},
+}};
+
+// ---- [dns]
+
+constexpr std::array<Field<DnsConfig>, 5> kDnsFields{{
+    {"servers",
+     [](Reader& r, const Node& n, const Path& p, DnsConfig& c) {
+       const toml::array* array = r.Array(n, p);
+       if (array == nullptr) return;
+       std::vector<Endpoint> servers;
+       for (size_t i = 0; i < array->size(); ++i) {
+         const Node& element = *array->get(i);
+         std::string path = p + "[" + std::to_string(i) + "]";
+         auto text = r.String(element, path);
+         if (!text) continue;
+         auto server = ParseDnsServer(*text);
+         if (!server) {
+           r.Report(element, path, "invalid DNS server \"" + *text + "\": " + server.error());
+           continue;
+         }
+         if (std::find(servers.begin(), servers.end(), *server) != servers.end()) {
+           r.Report(element, path, "duplicate of " + server->ToString() + " listed before");
+           continue;
+         }
+         servers.push_back(*server);
+       }
+       c.servers = std::move(servers);
+     }},
+    {"timeout", ReadDuration<&DnsConfig::timeout, 100 * kMillisecond, kMinute>},
+    {"attempts", ReadCount<&DnsConfig::attempts, 1, 10>},
+    {"negative_ttl", ReadDuration<&DnsConfig::negative_ttl, 0, kDay>},
+    {"max_ttl", ReadDuration<&DnsConfig::max_ttl, kSecond, 7 * kDay>},
+}};
+
+// ---- [[site]]
+
+// Site names appear in metrics labels, logs and event records, hence the
+// conservative alphabet.
+bool IsSiteName(std::string_view name) {
+  return !name.empty() && std::all_of(name.begin(), name.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-';
+  });
+}
+
+constexpr std::array<Field<SiteConfig>, 4> kSiteFields{{
+    {"name",
+     [](Reader& r, const Node& n, const Path& p, SiteConfig& c) {
+       auto text = r.String(n, p);
+       if (!text) return;
+       if (!IsSiteName(*text)) {
+         r.Report(
+             n, p,
+             "\"" + *text + "\" is not a site name: use lower-case letters, digits, '_' and '-'");
+         return;
+       }
+       c.name = *text;
+     }},
+    {"mx_patterns",
+     [](Reader& r, const Node& n, const Path& p, SiteConfig& c) {
+       const toml::array* array = r.Array(n, p);
+       if (array == nullptr) return;
+       if (array->empty()) {
+         r.Report(n, p, "must list at least one MX host name or \"*.suffix\" pattern");
+         return;
+       }
+       std::vector<std::string> patterns;
+       for (size_t i = 0; i < array->size(); ++i) {
+         const Node& element = *array->get(i);
+         std::string path = p + "[" + std::to_string(i) + "]";
+         auto text = r.String(element, path);
+         if (!text) continue;
+         if (auto problem = DomainPatternProblem(*text)) {
+           r.Report(element, path, *problem);
+           continue;
+         }
+         std::string pattern = Lowercase(*text);
+         if (std::find(patterns.begin(), patterns.end(), pattern) != patterns.end()) {
+           r.Report(element, path, "duplicate pattern \"" + pattern + "\" listed before");
+           continue;
+         }
+         patterns.push_back(std::move(pattern));
+       }
+       c.mx_patterns = std::move(patterns);
+     }},
+    {"max_connections", ReadCount<&SiteConfig::max_connections, 1, 10'000>},
+    {"max_messages_per_connection",
+     ReadCount<&SiteConfig::max_messages_per_connection, 1, 100'000>},
+}};
+
+void ReadSites(Reader& r, const Node& n, const Path& p, Config& c) {
+  const toml::array* array = n.as_array();
+  if (array == nullptr) {
+    r.ReportType(n, p, "an array of tables ([[site]])");
+    return;
+  }
+  for (size_t i = 0; i < array->size(); ++i) {
+    const Node& element = *array->get(i);
+    std::string path = p + "[" + std::to_string(i) + "]";
+    if (!element.is_table()) {
+      r.ReportType(element, path, "a table ([[site]] with name and mx_patterns)");
+      continue;
+    }
+    SiteConfig site;
+    r.ReadTable(element, path, kSiteFields, site);
+    r.RequireKeys(*element.as_table(), path, {"name"});
+    if (!site.name.empty()) {
+      auto same = std::find_if(c.sites.begin(), c.sites.end(),
+                               [&](const SiteConfig& s) { return s.name == site.name; });
+      if (same != c.sites.end()) {
+        r.Report(*element.as_table()->get("name"), path + ".name",
+                 "duplicate site \"" + site.name + "\" (first defined at site[" +
+                     std::to_string(same - c.sites.begin()) + "])");
+        continue;
+      }
+    }
+    // One MX host must lead to one site, or its queue and limits would
+    // depend on table order.
+    if (const toml::array* patterns = element.as_table()->get_as<toml::array>("mx_patterns")) {
+      std::vector<std::string> seen;
+      for (size_t k = 0; k < patterns->size(); ++k) {
+        const auto* text = patterns->get(k)->as_string();
+        if (text == nullptr || DomainPatternProblem(text->get())) continue;  // reported already
+        std::string pattern = Lowercase(text->get());
+        if (std::find(seen.begin(), seen.end(), pattern) != seen.end()) continue;
+        seen.push_back(pattern);
+        for (const SiteConfig& other : c.sites) {
+          if (std::find(other.mx_patterns.begin(), other.mx_patterns.end(), pattern) !=
+              other.mx_patterns.end()) {
+            r.Report(*patterns->get(k), path + ".mx_patterns[" + std::to_string(k) + "]",
+                     "pattern \"" + pattern + "\" already belongs to site \"" + other.name + "\"");
+            break;
+          }
+        }
+      }
+    }
+    c.sites.push_back(std::move(site));
+  }
+}
+
+// ---- [[route]]
+
+constexpr std::array<Field<RouteConfig>, 3> kRouteFields{{
+    {"domain",
+     [](Reader& r, const Node& n, const Path& p, RouteConfig& c) {
+       auto text = r.String(n, p);
+       if (!text) return;
+       if (auto problem = DomainPatternProblem(*text)) {
+         r.Report(n, p, *problem);
+         return;
+       }
+       c.domain = Lowercase(*text);
+     }},
+    {"to",
+     [](Reader& r, const Node& n, const Path& p, RouteConfig& c) {
+       auto text = r.String(n, p);
+       if (!text) return;
+       auto target = ParseRouteTarget(*text);
+       if (!target) {
+         r.Report(n, p, "invalid destination \"" + *text + "\": " + target.error());
+         return;
+       }
+       c.host = std::move(target->host);
+       c.port = target->port;
+     }},
+    // Only the name here: [[site]] tables may come later in the file, so the
+    // reference is resolved once everything is read (ResolveReferences).
+    {"site",
+     [](Reader& r, const Node& n, const Path& p, RouteConfig& c) {
+       if (auto text = r.String(n, p)) c.site = *text;
+     }},
+}};
+
+void ReadRoutes(Reader& r, const Node& n, const Path& p, Config& c) {
+  const toml::array* array = n.as_array();
+  if (array == nullptr) {
+    r.ReportType(n, p, "an array of tables ([[route]])");
+    return;
+  }
+  std::vector<std::string> first_paths;  // parallel to c.routes, for the duplicate message
+  for (size_t i = 0; i < array->size(); ++i) {
+    const Node& element = *array->get(i);
+    std::string path = p + "[" + std::to_string(i) + "]";
+    if (!element.is_table()) {
+      r.ReportType(element, path, "a table ([[route]] with domain and to)");
+      continue;
+    }
+    RouteConfig route;
+    r.ReadTable(element, path, kRouteFields, route);
+    r.RequireKeys(*element.as_table(), path, {"domain", "to"});
+    if (!route.domain.empty()) {
+      auto same = std::find_if(c.routes.begin(), c.routes.end(),
+                               [&](const RouteConfig& o) { return o.domain == route.domain; });
+      if (same != c.routes.end()) {
+        r.Report(*element.as_table()->get("domain"), path + ".domain",
+                 "duplicate route for \"" + route.domain + "\" (first defined at " +
+                     first_paths[static_cast<size_t>(same - c.routes.begin())] + ")");
+        continue;
+      }
+    }
+    c.routes.push_back(std::move(route));
+    first_paths.push_back(path);
+  }
+}
+
 // ---- the root: one entry per section
 
-constexpr std::array<Field<Config>, 6> kSections{{
+constexpr std::array<Field<Config>, 11> kSections{{
     {"server",
      [](Reader& r, const Node& n, const Path& p, Config& c) {
        r.ReadTable(n, p, kServerFields, c.server);
@@ -685,10 +1166,124 @@ constexpr std::array<Field<Config>, 6> kSections{{
      [](const std::string& path, std::vector<std::string>& out) {
        AppendKeys(kEventsFields, path, out);
      }},
+    {"delivery",
+     [](Reader& r, const Node& n, const Path& p, Config& c) {
+       r.ReadTable(n, p, kDeliveryFields, c.delivery);
+     },
+     [](const std::string& path, std::vector<std::string>& out) {
+       AppendKeys(kDeliveryFields, path, out);
+     }},
+    {"retry",
+     [](Reader& r, const Node& n, const Path& p, Config& c) {
+       r.ReadTable(n, p, kRetryFields, c.retry);
+     },
+     [](const std::string& path, std::vector<std::string>& out) {
+       AppendKeys(kRetryFields, path, out);
+     }},
+    {"dns",
+     [](Reader& r, const Node& n, const Path& p, Config& c) {
+       r.ReadTable(n, p, kDnsFields, c.dns);
+     },
+     [](const std::string& path, std::vector<std::string>& out) {
+       AppendKeys(kDnsFields, path, out);
+     }},
+    {"route", ReadRoutes,
+     [](const std::string& path, std::vector<std::string>& out) {
+       AppendKeys(kRouteFields, path, out);
+     }},
+    {"site", ReadSites,
+     [](const std::string& path, std::vector<std::string>& out) {
+       AppendKeys(kSiteFields, path, out);
+     }},
 }};
+
+// `upper` (e.g. retry.max) must not be shorter than `lower` (retry.initial).
+// The error goes where the operator has to act: at `upper` if the file sets
+// it, else at `lower`, whose value then clashes with upper's default.
+void CheckDurationOrder(Reader& r, const toml::table& root, const std::string& lower_key,
+                        Duration lower, const std::string& upper_key, Duration upper) {
+  if (upper >= lower || r.HasErrorAt(lower_key) || r.HasErrorAt(upper_key)) return;
+  if (const Node* node = root.at_path(upper_key).node()) {
+    r.Report(*node, upper_key,
+             "must be at least " + lower_key + " (" + FormatDuration(lower) + "), got " +
+                 FormatDuration(upper));
+  } else if (const Node* node = root.at_path(lower_key).node()) {
+    r.Report(*node, lower_key,
+             "must be at most " + upper_key + " (" + FormatDuration(upper) +
+                 ", its default), got " + FormatDuration(lower) + "; raise " + upper_key +
+                 " as well");
+  }
+}
+
+void ResolveSites(Reader& r, const toml::table& root, Config& c) {
+  auto defined = [&c](const std::string& name) {
+    return std::any_of(c.sites.begin(), c.sites.end(),
+                       [&](const SiteConfig& s) { return s.name == name; });
+  };
+  // Names of [[site]] tables whose definition was itself in error: a route
+  // naming one of those has no second problem worth reporting.
+  std::vector<std::string> broken;
+  const toml::array* sites = root.get_as<toml::array>("site");
+  if (sites != nullptr) {
+    for (const toml::node& element : *sites) {
+      const toml::table* table = element.as_table();
+      if (table == nullptr) continue;
+      if (const auto* name = table->get_as<std::string>("name"); name != nullptr) {
+        if (!defined(name->get())) broken.push_back(name->get());
+      }
+    }
+  }
+  bool unresolved = false;
+  const toml::array* routes = root.get_as<toml::array>("route");
+  if (routes != nullptr) {
+    for (size_t i = 0; i < routes->size(); ++i) {
+      const toml::table* table = routes->get(i)->as_table();
+      if (table == nullptr) continue;
+      const auto* site = table->get_as<std::string>("site");
+      if (site == nullptr || site->get().empty() || defined(site->get())) continue;
+      unresolved = true;
+      if (std::find(broken.begin(), broken.end(), site->get()) != broken.end()) continue;
+      std::string names;
+      for (const SiteConfig& s : c.sites) names += (names.empty() ? "" : ", ") + s.name;
+      r.Report(*site, "route[" + std::to_string(i) + "].site",
+               "no [[site]] named \"" + site->get() + "\" is defined" +
+                   (names.empty() ? std::string(" (no sites are defined)")
+                                  : " (defined: " + names + ")"));
+    }
+  }
+  // A site joins mail through its MX patterns or through routes naming it;
+  // with neither, its limits could never apply, which is surely a mistake.
+  // While some route names a site that is not defined, that route was
+  // probably meant for this site: the error above says enough.
+  if (sites != nullptr && !unresolved) {
+    for (size_t i = 0; i < sites->size(); ++i) {
+      const toml::table* table = sites->get(i)->as_table();
+      if (table == nullptr || table->contains("mx_patterns")) continue;
+      const auto* name = table->get_as<std::string>("name");
+      if (name == nullptr || !defined(name->get())) continue;
+      bool routed = std::any_of(c.routes.begin(), c.routes.end(), [&](const RouteConfig& route) {
+        return route.site == name->get();
+      });
+      if (!routed) {
+        r.Report(*table, "site[" + std::to_string(i) + "].mx_patterns",
+                 "required key is missing: no [[route]] names site \"" + name->get() +
+                     "\", so only mx_patterns could bring mail to it");
+      }
+    }
+  }
+}
 
 // Checks that span sections: references by name, and combinations.
 void ResolveReferences(Reader& r, const toml::table& root, Config& c) {
+  CheckDurationOrder(r, root, "delivery.host_down_initial", c.delivery.host_down_initial,
+                     "delivery.host_down_max", c.delivery.host_down_max);
+  CheckDurationOrder(r, root, "retry.initial", c.retry.initial, "retry.max", c.retry.max);
+  CheckDurationOrder(r, root, "retry.initial", c.retry.initial, "retry.max_age", c.retry.max_age);
+  ResolveSites(r, root, c);
+  // The EHLO name of outgoing sessions is the server's name unless set:
+  // filled in here so that delivery code never has to know the fallback.
+  if (c.delivery.helo_name.empty()) c.delivery.helo_name = c.server.hostname;
+
   const Node* tls_ref = root.at_path("smtp_in.tls").node();
   if (tls_ref != nullptr && c.smtp_in.tls.has_value()) {
     const std::string& name = c.smtp_in.tls->name;

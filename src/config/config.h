@@ -75,6 +75,75 @@ struct EventsConfig {
   std::filesystem::path path = "var/log/events.jsonl";
 };
 
+// --- Delivery (issue 3) ----------------------------------------------------
+
+enum class StartTlsPolicy {
+  kOpportunistic,  // use STARTTLS when offered; on handshake failure retry that host in clear
+  kNever,
+};
+
+// How the outbound SMTP client behaves, per site unless a [[site]] overrides it.
+struct DeliveryConfig {
+  uint32_t max_connections_per_site = 20;
+  double retry_share = 0.25;                  // at most this share of a site's connections serve the retry lane
+  uint32_t max_connections = 2000;            // all sites together
+  uint32_t max_messages_per_connection = 100; // then QUIT and reconnect
+  uint32_t max_recipients_per_transaction = 50;  // RCPTs per MAIL when the content is identical
+  Duration idle_timeout = std::chrono::seconds(5);  // keep an idle connection this long for more mail
+  // Per-phase client timeouts (RFC 5321 4.5.3.2 gives the upper bounds).
+  Duration connect_timeout = std::chrono::seconds(30);
+  Duration banner_timeout = std::chrono::seconds(60);
+  Duration ehlo_timeout = std::chrono::seconds(60);
+  Duration mail_timeout = std::chrono::seconds(60);
+  Duration rcpt_timeout = std::chrono::seconds(60);
+  Duration data_timeout = std::chrono::seconds(120);      // the 354 after DATA
+  Duration data_end_timeout = std::chrono::seconds(600);  // the reply after the final dot
+  std::optional<IpAddress> source_address;    // bind outgoing connections to this local IP
+  std::string helo_name;                      // default: server.hostname
+  StartTlsPolicy starttls = StartTlsPolicy::kOpportunistic;
+  // Dead hosts (circuit breaker): a host that refuses, times out on connect or
+  // never sends a banner is "down" for host_down_initial, doubling per failed
+  // probe up to host_down_max.
+  Duration host_down_initial = std::chrono::seconds(60);
+  Duration host_down_max = std::chrono::minutes(30);
+};
+
+struct RetryConfig {
+  Duration initial = std::chrono::minutes(5);   // first retry after this
+  Duration max = std::chrono::hours(4);         // the backoff doubles up to this cap
+  Duration max_age = std::chrono::days(3);      // then the recipient expires (bounce event)
+  double jitter = 0.2;                          // +-20% random spread of each delay
+  uint32_t reactivation_rate = 1000;            // due retries entering the retry lanes, per second at most
+};
+
+struct DnsConfig {
+  std::vector<Endpoint> servers;                // empty: the system resolver (/etc/resolv.conf)
+  Duration timeout = std::chrono::seconds(5);
+  uint32_t attempts = 2;
+  Duration negative_ttl = std::chrono::minutes(5);  // cache of NXDOMAIN / no data
+  Duration max_ttl = std::chrono::hours(1);          // TTLs above this are clamped
+};
+
+// A static route, like Postfix's transport maps: mail for `domain` goes to
+// `to` without an MX lookup. "*.example.test" matches every subdomain (not the
+// parent); an exact entry wins over a wildcard.
+struct RouteConfig {
+  std::string domain;
+  std::string host;     // IP literal or host name
+  uint16_t port = 25;
+  std::string site;     // optional: the site (rollup) name these recipients join
+};
+
+// A named site (rollup): every destination whose MX host name matches one of
+// `mx_patterns` ("*.mail.example.jp", exact names too) shares one queue and
+// one set of limits.
+struct SiteConfig {
+  std::string name;
+  std::vector<std::string> mx_patterns;
+  std::optional<uint32_t> max_connections;  // overrides delivery.max_connections_per_site
+  std::optional<uint32_t> max_messages_per_connection;
+};
+
 struct Config {
   std::filesystem::path source;  // the file it was loaded from
   ServerConfig server;
@@ -82,6 +151,11 @@ struct Config {
   SmtpInConfig smtp_in;
   HttpConfig http;
   EventsConfig events;
+  DeliveryConfig delivery;
+  RetryConfig retry;
+  DnsConfig dns;
+  std::vector<RouteConfig> routes;  // [[route]], in file order
+  std::vector<SiteConfig> sites;    // [[site]], in file order
   std::vector<TlsProfile> tls;  // every [tls.NAME] table, sorted by name, used or not
 };
 

@@ -197,6 +197,20 @@ TEST(LoadConfigTest, ShippedDefaultConfigLoadsCleanly) {
   EXPECT_EQ(config->smtp_in.max_message_size, 25u * 1024 * 1024);
   EXPECT_EQ(config->http.listen, Endpoint::Parse("127.0.0.1:8025").value());
   EXPECT_EQ(config->events.path, "var/log/events.jsonl");
+  // The [delivery] and [retry] values it shows are the defaults, as it says.
+  const DeliveryConfig delivery;
+  EXPECT_EQ(config->delivery.max_connections_per_site, delivery.max_connections_per_site);
+  EXPECT_EQ(config->delivery.retry_share, delivery.retry_share);
+  EXPECT_EQ(config->delivery.max_connections, delivery.max_connections);
+  EXPECT_EQ(config->delivery.max_messages_per_connection, delivery.max_messages_per_connection);
+  EXPECT_EQ(config->delivery.starttls, delivery.starttls);
+  EXPECT_EQ(config->delivery.helo_name, "mta.example.com");
+  const RetryConfig retry;
+  EXPECT_EQ(config->retry.initial, retry.initial);
+  EXPECT_EQ(config->retry.max, retry.max);
+  EXPECT_EQ(config->retry.max_age, retry.max_age);
+  EXPECT_TRUE(config->routes.empty());
+  EXPECT_TRUE(config->sites.empty());
 }
 
 TEST(LoadConfigTest, MissingFileAndDirectoryAreErrors) {
@@ -261,7 +275,8 @@ TEST(ParseConfigTest, UnknownTableIsOneError) {
       "[server]\nhostname = \"a.example\"\n\n[smtpin]\nlisten = [\"1.2.3.4:25\"]\nmax_errors = 1\n",
       4, "smtpin", "did you mean \"smtp_in\"");
   ExpectOneError("[metrics]\nport = 9\n", 1, "metrics",
-                 "expected one of: server, spool, smtp_in, tls, http, events");
+                 "expected one of: server, spool, smtp_in, tls, http, events, delivery, retry, "
+                 "dns, route, site");
 }
 
 TEST(ParseConfigTest, UnknownKeysInNestedTablesAreReported) {
@@ -567,6 +582,421 @@ TEST(ParseConfigTest, AllErrorsAreReportedAtOnceInLineOrder) {
       "test.toml:9:1: spool.colour: unknown key (expected one of: path, sync, memtable_size)");
 }
 
+// ---- [delivery], [retry], [dns]
+
+TEST(ParseConfigTest, DeliveryRetryAndDnsDefaults) {
+  Config config = Parsed("[server]\nhostname = \"mta.example.net\"\n");
+  const DeliveryConfig& d = config.delivery;
+  EXPECT_EQ(d.max_connections_per_site, 20u);
+  EXPECT_EQ(d.retry_share, 0.25);
+  EXPECT_EQ(d.max_connections, 2000u);
+  EXPECT_EQ(d.max_messages_per_connection, 100u);
+  EXPECT_EQ(d.max_recipients_per_transaction, 50u);
+  EXPECT_EQ(d.idle_timeout, seconds(5));
+  EXPECT_EQ(d.connect_timeout, seconds(30));
+  EXPECT_EQ(d.banner_timeout, seconds(60));
+  EXPECT_EQ(d.ehlo_timeout, seconds(60));
+  EXPECT_EQ(d.mail_timeout, seconds(60));
+  EXPECT_EQ(d.rcpt_timeout, seconds(60));
+  EXPECT_EQ(d.data_timeout, seconds(120));
+  EXPECT_EQ(d.data_end_timeout, seconds(600));
+  EXPECT_FALSE(d.source_address.has_value());
+  EXPECT_EQ(d.helo_name, "mta.example.net");  // falls back to server.hostname
+  EXPECT_EQ(d.starttls, StartTlsPolicy::kOpportunistic);
+  EXPECT_EQ(d.host_down_initial, seconds(60));
+  EXPECT_EQ(d.host_down_max, minutes(30));
+  EXPECT_EQ(config.retry.initial, minutes(5));
+  EXPECT_EQ(config.retry.max, hours(4));
+  EXPECT_EQ(config.retry.max_age, hours(72));
+  EXPECT_EQ(config.retry.jitter, 0.2);
+  EXPECT_EQ(config.retry.reactivation_rate, 1000u);
+  EXPECT_TRUE(config.dns.servers.empty());
+  EXPECT_EQ(config.dns.timeout, seconds(5));
+  EXPECT_EQ(config.dns.attempts, 2u);
+  EXPECT_EQ(config.dns.negative_ttl, minutes(5));
+  EXPECT_EQ(config.dns.max_ttl, hours(1));
+  EXPECT_TRUE(config.routes.empty());
+  EXPECT_TRUE(config.sites.empty());
+}
+
+TEST(ParseConfigTest, DeliverySectionsRoundTripToStructValues) {
+  std::string text = R"(
+[server]
+hostname = "mta.example.net"
+
+[delivery]
+max_connections_per_site = 10000
+retry_share = 1
+max_connections = 1000000
+max_messages_per_connection = 1
+max_recipients_per_transaction = 1000
+idle_timeout = "0s"
+connect_timeout = "1s"
+banner_timeout = "2m"
+ehlo_timeout = "3m"
+mail_timeout = "4m"
+rcpt_timeout = "5m"
+data_timeout = "6m"
+data_end_timeout = "1h"
+source_address = "2001:db8::25"
+helo_name = "Out1.Example.net"
+starttls = "never"
+host_down_initial = "1d"
+host_down_max = "1d"
+
+[retry]
+initial = "1m"
+max = "7d"
+max_age = "30d"
+jitter = 0.5
+reactivation_rate = 1000000
+
+[dns]
+servers = ["192.0.2.53", "[2001:db8::53]:5353", "2001:db8::54", "[2001:db8::55]", "127.0.0.1:53"]
+timeout = "100ms"
+attempts = 10
+negative_ttl = "0s"
+max_ttl = "7d"
+
+[[route]]
+domain = "Example.COM"
+to = "Relay.Example.net:2525"
+site = "relay"
+
+[[route]]
+domain = "*.example.com"
+to = "[2001:DB8::1]"
+
+[[route]]
+domain = "test.example"
+to = "192.0.2.1"
+
+[[site]]
+name = "big-mail_1"
+mx_patterns = ["*.MX.big.example", "mx.big.example"]
+max_connections = 10000
+max_messages_per_connection = 100000
+
+[[site]]
+name = "relay"
+)";
+  Config config = Parsed(text);
+  const DeliveryConfig& d = config.delivery;
+  EXPECT_EQ(d.max_connections_per_site, 10000u);
+  EXPECT_EQ(d.retry_share, 1.0);
+  EXPECT_EQ(d.max_connections, 1000000u);
+  EXPECT_EQ(d.max_messages_per_connection, 1u);
+  EXPECT_EQ(d.max_recipients_per_transaction, 1000u);
+  EXPECT_EQ(d.idle_timeout, seconds(0));
+  EXPECT_EQ(d.connect_timeout, seconds(1));
+  EXPECT_EQ(d.banner_timeout, minutes(2));
+  EXPECT_EQ(d.ehlo_timeout, minutes(3));
+  EXPECT_EQ(d.mail_timeout, minutes(4));
+  EXPECT_EQ(d.rcpt_timeout, minutes(5));
+  EXPECT_EQ(d.data_timeout, minutes(6));
+  EXPECT_EQ(d.data_end_timeout, hours(1));
+  ASSERT_TRUE(d.source_address.has_value());
+  EXPECT_EQ(d.source_address->ToString(), "2001:db8::25");
+  EXPECT_EQ(d.helo_name, "Out1.Example.net");  // kept as written
+  EXPECT_EQ(d.starttls, StartTlsPolicy::kNever);
+  EXPECT_EQ(d.host_down_initial, hours(24));
+  EXPECT_EQ(d.host_down_max, hours(24));  // equal to initial is allowed
+  EXPECT_EQ(config.retry.initial, minutes(1));
+  EXPECT_EQ(config.retry.max, hours(7 * 24));
+  EXPECT_EQ(config.retry.max_age, hours(30 * 24));
+  EXPECT_EQ(config.retry.jitter, 0.5);
+  EXPECT_EQ(config.retry.reactivation_rate, 1000000u);
+  std::vector<std::string> servers;
+  for (const Endpoint& e : config.dns.servers) servers.push_back(e.ToString());
+  EXPECT_EQ(servers,
+            (std::vector<std::string>{"192.0.2.53:53", "[2001:db8::53]:5353", "[2001:db8::54]:53",
+                                      "[2001:db8::55]:53", "127.0.0.1:53"}));
+  EXPECT_EQ(config.dns.timeout, std::chrono::milliseconds(100));
+  EXPECT_EQ(config.dns.attempts, 10u);
+  EXPECT_EQ(config.dns.negative_ttl, seconds(0));
+  EXPECT_EQ(config.dns.max_ttl, hours(7 * 24));
+  ASSERT_EQ(config.routes.size(), 3u);
+  EXPECT_EQ(config.routes[0].domain, "example.com");
+  EXPECT_EQ(config.routes[0].host, "relay.example.net");
+  EXPECT_EQ(config.routes[0].port, 2525);
+  EXPECT_EQ(config.routes[0].site, "relay");
+  EXPECT_EQ(config.routes[1].domain, "*.example.com");
+  EXPECT_EQ(config.routes[1].host, "2001:db8::1");  // canonical, without brackets
+  EXPECT_EQ(config.routes[1].port, 25);
+  EXPECT_EQ(config.routes[1].site, "");
+  EXPECT_EQ(config.routes[2].host, "192.0.2.1");
+  EXPECT_EQ(config.routes[2].port, 25);
+  ASSERT_EQ(config.sites.size(), 2u);
+  EXPECT_EQ(config.sites[0].name, "big-mail_1");
+  EXPECT_EQ(config.sites[0].mx_patterns,
+            (std::vector<std::string>{"*.mx.big.example", "mx.big.example"}));
+  EXPECT_EQ(config.sites[0].max_connections, 10000u);
+  EXPECT_EQ(config.sites[0].max_messages_per_connection, 100000u);
+  EXPECT_EQ(config.sites[1].name, "relay");
+  EXPECT_TRUE(config.sites[1].mx_patterns.empty());  // joined through route[0] only
+  EXPECT_FALSE(config.sites[1].max_connections.has_value());
+  EXPECT_FALSE(config.sites[1].max_messages_per_connection.has_value());
+}
+
+TEST(ParseConfigTest, DeliveryValuesOutOfRangeAreReported) {
+  ExpectOneError("[delivery]\nmax_connections_per_site = 0\n", 2,
+                 "delivery.max_connections_per_site", "between 1 and 10000, got 0");
+  ExpectOneError("[delivery]\nmax_connections_per_site = 10001\n", 2,
+                 "delivery.max_connections_per_site", "got 10001");
+  ExpectOneError("[delivery]\nmax_connections = 1000001\n", 2, "delivery.max_connections",
+                 "between 1 and 1000000");
+  ExpectOneError("[delivery]\nmax_messages_per_connection = 0\n", 2,
+                 "delivery.max_messages_per_connection", "between 1 and 100000");
+  ExpectOneError("[delivery]\nmax_recipients_per_transaction = 1001\n", 2,
+                 "delivery.max_recipients_per_transaction", "between 1 and 1000, got 1001");
+  ExpectOneError("[delivery]\nidle_timeout = \"61m\"\n", 2, "delivery.idle_timeout",
+                 "between 0s and 1h, got 1h1m");
+  ExpectOneError("[delivery]\nconnect_timeout = \"500ms\"\n", 2, "delivery.connect_timeout",
+                 "between 1s and 1h, got 500ms");
+  ExpectOneError("[delivery]\ndata_end_timeout = \"2h\"\n", 2, "delivery.data_end_timeout",
+                 "between 1s and 1h, got 2h");
+  ExpectOneError("[delivery]\nrcpt_timeout = 60\n", 2, "delivery.rcpt_timeout",
+                 "expected a duration");
+  ExpectOneError("[delivery]\nhost_down_initial = \"2d\"\n", 2, "delivery.host_down_initial",
+                 "between 1s and 1d, got 2d");
+  ExpectOneError("[delivery]\nhost_down_max = \"8d\"\n", 2, "delivery.host_down_max",
+                 "between 1s and 7d, got 8d");
+}
+
+TEST(ParseConfigTest, RetryShareBelowOnePercentWouldStarveRetries) {
+  ExpectOneError("[delivery]\nretry_share = 0.0\n", 2, "delivery.retry_share",
+                 "must be at least 0.01, got 0: the retry lane would get no connection, so "
+                 "retries would never run");
+  ExpectOneError("[delivery]\nretry_share = 0\n", 2, "delivery.retry_share",
+                 "retries would never run");
+  ExpectOneError("[delivery]\nretry_share = 0.009\n", 2, "delivery.retry_share", "got 0.009");
+  ExpectOneError("[delivery]\nretry_share = -0.5\n", 2, "delivery.retry_share", "at least 0.01");
+  ExpectOneError("[delivery]\nretry_share = 1.5\n", 2, "delivery.retry_share",
+                 "must be between 0.01 and 1, got 1.5");
+  ExpectOneError("[delivery]\nretry_share = nan\n", 2, "delivery.retry_share",
+                 "must be a finite number, got nan");
+  ExpectOneError("[delivery]\nretry_share = \"25%\"\n", 2, "delivery.retry_share",
+                 "expected a number, got a string");
+  EXPECT_EQ(Parsed("[delivery]\nretry_share = 0.01\n").delivery.retry_share, 0.01);
+}
+
+TEST(ParseConfigTest, DeliveryNamesAndAddressesAreChecked) {
+  ExpectOneError("[delivery]\nsource_address = \"[::1]\"\n", 2, "delivery.source_address",
+                 "\"[::1]\" is not an IP address (write it without brackets");
+  ExpectOneError("[delivery]\nsource_address = \"out.example.net\"\n", 2, "delivery.source_address",
+                 "is not an IP address");
+  EXPECT_EQ(Parsed("[delivery]\nsource_address = \"192.0.2.10\"\n").delivery.source_address,
+            IpAddress::V4(192, 0, 2, 10));
+  ExpectOneError("[delivery]\nhelo_name = \"out_1.example.net\"\n", 2, "delivery.helo_name",
+                 "not a valid domain name");
+  ExpectOneError("[delivery]\nhelo_name = \"192.0.2.1\"\n", 2, "delivery.helo_name", "an address");
+  ExpectOneError("[delivery]\nstarttls = \"required\"\n", 2, "delivery.starttls",
+                 "must be \"opportunistic\" or \"never\", got \"required\"");
+  EXPECT_EQ(Parsed("[delivery]\nstarttls = \"opportunistic\"\n").delivery.starttls,
+            StartTlsPolicy::kOpportunistic);
+}
+
+TEST(ParseConfigTest, LongerDurationsMustNotBeShorterThanTheirStart) {
+  // Both set: the error is at the upper bound.
+  ExpectOneError("[delivery]\nhost_down_initial = \"10m\"\nhost_down_max = \"5m\"\n", 3,
+                 "delivery.host_down_max",
+                 "must be at least delivery.host_down_initial (10m), got 5m");
+  // Only the start set, above the default cap: the error is at the start.
+  ExpectOneError("[delivery]\nhost_down_initial = \"1h\"\n", 2, "delivery.host_down_initial",
+                 "must be at most delivery.host_down_max (30m, its default), got 1h; raise "
+                 "delivery.host_down_max as well");
+  ExpectOneError("[retry]\ninitial = \"1h\"\nmax = \"30m\"\n", 3, "retry.max",
+                 "must be at least retry.initial (1h), got 30m");
+  ExpectOneError("[retry]\ninitial = \"6h\"\n", 2, "retry.initial",
+                 "must be at most retry.max (4h, its default)");
+  ExpectOneError("[retry]\nmax_age = \"1m\"\n", 2, "retry.max_age",
+                 "must be at least retry.initial (5m), got 1m");
+  // A value already in error causes no second, derived error.
+  ExpectOneError("[retry]\ninitial = \"2d\"\nmax = \"1h\"\n", 2, "retry.initial",
+                 "between 1s and 1d");
+  Config equal = Parsed("[retry]\ninitial = \"4h\"\nmax_age = \"4h\"\n");
+  EXPECT_EQ(equal.retry.max, hours(4));
+  EXPECT_EQ(equal.retry.max_age, hours(4));
+}
+
+TEST(ParseConfigTest, RetryValuesOutOfRangeAreReported) {
+  ExpectOneError("[retry]\ninitial = \"500ms\"\n", 2, "retry.initial", "between 1s and 1d");
+  ExpectOneError("[retry]\nmax = \"8d\"\n", 2, "retry.max", "between 1s and 7d, got 8d");
+  ExpectOneError("[retry]\nmax_age = \"31d\"\n", 2, "retry.max_age", "between 1s and 30d");
+  ExpectOneError("[retry]\njitter = 0.6\n", 2, "retry.jitter",
+                 "must be between 0 and 0.5, got 0.6");
+  ExpectOneError("[retry]\njitter = -0.1\n", 2, "retry.jitter", "got -0.1");
+  ExpectOneError("[retry]\njitter = inf\n", 2, "retry.jitter", "finite");
+  ExpectOneError("[retry]\nreactivation_rate = 0\n", 2, "retry.reactivation_rate",
+                 "between 1 and 1000000, got 0");
+  EXPECT_EQ(Parsed("[retry]\njitter = 0\n").retry.jitter, 0.0);
+}
+
+TEST(ParseConfigTest, DnsValuesAreChecked) {
+  ExpectOneError("[dns]\nservers = [\"192.0.2.53\", \"ns1.example.net\"]\n", 2, "dns.servers[1]",
+                 "invalid DNS server \"ns1.example.net\": \"ns1.example.net\" is not an IP "
+                 "address (host names are not accepted)");
+  ExpectOneError("[dns]\nservers = [\"ns1.example.net:53\"]\n", 2, "dns.servers[0]",
+                 "host names are not accepted");
+  ExpectOneError("[dns]\nservers = [\"192.0.2.53:0\"]\n", 2, "dns.servers[0]",
+                 "port 0 is not a DNS server port");
+  ExpectOneError("[dns]\nservers = [\"192.0.2.53:65536\"]\n", 2, "dns.servers[0]",
+                 "not a port number");
+  ExpectOneError("[dns]\nservers = [\"2001:db8::1:5353\", \"[2001:db8::1\"]\n", 2, "dns.servers[1]",
+                 "missing ']'");
+  ExpectOneError("[dns]\nservers = [\n  \"192.0.2.53\",\n  \"192.0.2.53:53\",\n]\n", 4,
+                 "dns.servers[1]", "duplicate of 192.0.2.53:53 listed before");
+  ExpectOneError("[dns]\nservers = \"192.0.2.53\"\n", 2, "dns.servers", "expected an array");
+  ExpectOneError("[dns]\ntimeout = \"50ms\"\n", 2, "dns.timeout", "between 100ms and 1m, got 50ms");
+  ExpectOneError("[dns]\ntimeout = \"2m\"\n", 2, "dns.timeout", "got 2m");
+  ExpectOneError("[dns]\nattempts = 11\n", 2, "dns.attempts", "between 1 and 10");
+  ExpectOneError("[dns]\nnegative_ttl = \"25h\"\n", 2, "dns.negative_ttl",
+                 "between 0s and 1d, got 1d1h");
+  ExpectOneError("[dns]\nmax_ttl = \"0s\"\n", 2, "dns.max_ttl", "between 1s and 7d, got 0s");
+  EXPECT_TRUE(Parsed("[dns]\nservers = []\n").dns.servers.empty());
+}
+
+// ---- [[route]] and [[site]]
+
+TEST(ParseConfigTest, RouteDomainsAreChecked) {
+  ExpectOneError("[[route]]\ndomain = \"*\"\nto = \"relay.example\"\n", 2, "route[0].domain",
+                 "a wildcard is only allowed as a whole first label, as in \"*.example.com\"");
+  ExpectOneError("[[route]]\ndomain = \"*.\"\nto = \"relay.example\"\n", 2, "route[0].domain",
+                 "must not be empty");
+  ExpectOneError("[[route]]\ndomain = \"mail.*.example\"\nto = \"relay.example\"\n", 2,
+                 "route[0].domain", "a wildcard is only allowed as a whole first label");
+  ExpectOneError("[[route]]\ndomain = \"*example.com\"\nto = \"relay.example\"\n", 2,
+                 "route[0].domain", "wildcard");
+  ExpectOneError("[[route]]\ndomain = \"exa mple.com\"\nto = \"relay.example\"\n", 2,
+                 "route[0].domain", "not a valid domain name");
+  ExpectOneError("[[route]]\ndomain = \"\"\nto = \"relay.example\"\n", 2, "route[0].domain",
+                 "must not be empty");
+  ExpectOneError("[[route]]\nto = \"relay.example\"\n", 1, "route[0].domain",
+                 "required key is missing");
+  ExpectOneError("[[route]]\ndomain = \"example.com\"\n", 1, "route[0].to",
+                 "required key is missing");
+  ExpectOneError("[[route]]\ndomain = \"example.com\"\nto = \"relay.example\"\nvia = \"x\"\n", 4,
+                 "route[0].via", "unknown key (expected one of: domain, to, site)");
+}
+
+TEST(ParseConfigTest, DuplicateRouteIsReportedAtTheSecond) {
+  ExpectOneError(
+      "[[route]]\n"                 // 1
+      "domain = \"example.com\"\n"  // 2
+      "to = \"a.example\"\n"        // 3
+      "[[route]]\n"                 // 4
+      "domain = \"*.example.com\"\n"
+      "to = \"b.example\"\n"        // 6
+      "[[route]]\n"                 // 7
+      "domain = \"EXAMPLE.com\"\n"  // 8
+      "to = \"c.example\"\n",
+      8, "route[2].domain", "duplicate route for \"example.com\" (first defined at route[0])");
+}
+
+TEST(ParseConfigTest, RouteDestinationsAreChecked) {
+  auto one = [](const std::string& to) {
+    return "[[route]]\ndomain = \"example.com\"\nto = \"" + to + "\"\n";
+  };
+  ExpectOneError(one("2001:db8::1"), 3, "route[0].to",
+                 "invalid destination \"2001:db8::1\": an IPv6 address must be in brackets");
+  ExpectOneError(one("[192.0.2.1]:25"), 3, "route[0].to", "is not an IPv6 address");
+  ExpectOneError(one("[2001:db8::1]25"), 3, "route[0].to", "expected ':PORT'");
+  ExpectOneError(one("relay.example:0"), 3, "route[0].to", "\"0\" is not a port number (1-65535)");
+  ExpectOneError(one("relay.example:65536"), 3, "route[0].to", "not a port number");
+  ExpectOneError(one("relay.example:"), 3, "route[0].to", "not a port number");
+  ExpectOneError(one("relay.example:025"), 3, "route[0].to", "not a port number");
+  ExpectOneError(one("192.0.2.300"), 3, "route[0].to", "not a valid IPv4 address");
+  ExpectOneError(one("relay_1.example"), 3, "route[0].to", "host \"relay_1.example\" is not a");
+  ExpectOneError(one(":25"), 3, "route[0].to", "host must not be empty");
+  RouteConfig route = Parsed(one("[::1]:587")).routes.at(0);
+  EXPECT_EQ(route.host, "::1");
+  EXPECT_EQ(route.port, 587);
+  route = Parsed(one("192.0.2.1:2525")).routes.at(0);
+  EXPECT_EQ(route.host, "192.0.2.1");
+  EXPECT_EQ(route.port, 2525);
+  route = Parsed(one("localhost")).routes.at(0);
+  EXPECT_EQ(route.host, "localhost");
+  EXPECT_EQ(route.port, 25);
+}
+
+TEST(ParseConfigTest, RouteSiteMustBeDefinedAnywhereInTheFile) {
+  ExpectOneError(
+      "[[route]]\n"
+      "domain = \"example.com\"\n"
+      "to = \"relay.example\"\n"
+      "site = \"relya\"\n"  // 4
+      "[[site]]\n"
+      "name = \"relay\"\n",
+      4, "route[0].site", "no [[site]] named \"relya\" is defined (defined: relay)");
+  ExpectOneError("[[route]]\ndomain = \"example.com\"\nto = \"relay.example\"\nsite = \"x\"\n", 4,
+                 "route[0].site", "no sites are defined");
+  // Defined after its use, and without mx_patterns since a route joins it.
+  Config config = Parsed(
+      "[[site]]\nname = \"late\"\n"
+      "[[route]]\ndomain = \"example.com\"\nto = \"relay.example\"\nsite = \"late\"\n");
+  EXPECT_EQ(config.routes.at(0).site, "late");
+  // A site whose own definition is broken gives no second error at the route.
+  ExpectOneError(
+      "[[site]]\nname = \"s\"\nmx_patterns = []\n"
+      "[[route]]\ndomain = \"example.com\"\nto = \"relay.example\"\nsite = \"s\"\n",
+      3, "site[0].mx_patterns", "at least one");
+}
+
+TEST(ParseConfigTest, SiteEntriesAreChecked) {
+  std::string text =
+      "[[site]]\n"                               // 1
+      "name = \"big\"\n"                         // 2
+      "mx_patterns = [\"*.mx.big.example\"]\n"   // 3
+      "[[site]]\n"                               // 4
+      "name = \"big\"\n"                         // 5
+      "mx_patterns = [\"mx.other.example\"]\n"   // 6
+      "[[site]]\n"                               // 7
+      "name = \"Big Mail\"\n"                    // 8
+      "mx_patterns = [\"mx.third.example\"]\n"   // 9
+      "[[site]]\n"                               // 10
+      "mx_patterns = [\"mx.fourth.example\"]\n"  // 11
+      "[[site]]\n"                               // 12
+      "name = \"fifth\"\n"                       // 13
+      "mx_patterns = [\"*.MX.big.example\", \"mx..x\", "
+      "\"a.example\", \"a.example\"]\n"         // 14
+      "max_connections = 0\n"                   // 15
+      "max_messages_per_connection = 100001\n"  // 16
+      "[[site]]\n"                              // 17
+      "name = \"lonely\"\n";                    // 18
+  ConfigErrors errors = ErrorsOf(text);
+  std::vector<std::pair<uint32_t, std::string>> got;
+  for (const ConfigError& e : errors) got.emplace_back(e.line, e.key);
+  std::vector<std::pair<uint32_t, std::string>> want = {{5, "site[1].name"},
+                                                        {8, "site[2].name"},
+                                                        {10, "site[3].name"},
+                                                        {14, "site[4].mx_patterns[0]"},
+                                                        {14, "site[4].mx_patterns[1]"},
+                                                        {14, "site[4].mx_patterns[3]"},
+                                                        {15, "site[4].max_connections"},
+                                                        {16, "site[4].max_messages_per_connection"},
+                                                        {17, "site[5].mx_patterns"}};
+  ASSERT_EQ(got, want) << Dump(errors);
+  EXPECT_THAT(errors[0].message, HasSubstr("duplicate site \"big\" (first defined at site[0])"));
+  EXPECT_THAT(errors[1].message, HasSubstr("lower-case letters, digits, '_' and '-'"));
+  EXPECT_THAT(errors[2].message, HasSubstr("required key is missing"));
+  EXPECT_THAT(errors[3].message,
+              HasSubstr("pattern \"*.mx.big.example\" already belongs to site \"big\""));
+  EXPECT_THAT(errors[4].message, HasSubstr("empty label"));
+  EXPECT_THAT(errors[5].message, HasSubstr("duplicate pattern \"a.example\""));
+  EXPECT_THAT(errors[6].message, HasSubstr("between 1 and 10000, got 0"));
+  EXPECT_THAT(errors[7].message, HasSubstr("between 1 and 100000"));
+  EXPECT_THAT(errors[8].message,
+              HasSubstr("no [[route]] names site \"lonely\", so only mx_patterns could bring "
+                        "mail to it"));
+}
+
+TEST(ParseConfigTest, RouteAndSiteMustBeArraysOfTables) {
+  ExpectOneError("route = \"relay.example\"\n", 1, "route",
+                 "expected an array of tables ([[route]]), got a string");
+  ExpectOneError("[site]\nname = \"x\"\n", 1, "site", "expected an array of tables ([[site]])");
+  ExpectOneError("[[routes]]\ndomain = \"x.example\"\n", 1, "routes", "did you mean \"route\"");
+}
+
 // ---- the schema
 
 TEST(KnownKeysTest, ListsEveryAcceptedKeyOnce) {
@@ -593,10 +1023,45 @@ TEST(KnownKeysTest, ListsEveryAcceptedKeyOnce) {
                           "tls.NAME.key",
                           "http.listen",
                           "http.max_body_size",
-                          "events.path"}) {
+                          "events.path",
+                          "delivery.max_connections_per_site",
+                          "delivery.retry_share",
+                          "delivery.max_connections",
+                          "delivery.max_messages_per_connection",
+                          "delivery.max_recipients_per_transaction",
+                          "delivery.idle_timeout",
+                          "delivery.connect_timeout",
+                          "delivery.banner_timeout",
+                          "delivery.ehlo_timeout",
+                          "delivery.mail_timeout",
+                          "delivery.rcpt_timeout",
+                          "delivery.data_timeout",
+                          "delivery.data_end_timeout",
+                          "delivery.source_address",
+                          "delivery.helo_name",
+                          "delivery.starttls",
+                          "delivery.host_down_initial",
+                          "delivery.host_down_max",
+                          "retry.initial",
+                          "retry.max",
+                          "retry.max_age",
+                          "retry.jitter",
+                          "retry.reactivation_rate",
+                          "dns.servers",
+                          "dns.timeout",
+                          "dns.attempts",
+                          "dns.negative_ttl",
+                          "dns.max_ttl",
+                          "route.domain",
+                          "route.to",
+                          "route.site",
+                          "site.name",
+                          "site.mx_patterns",
+                          "site.max_connections",
+                          "site.max_messages_per_connection"}) {
     EXPECT_TRUE(unique.count(key)) << key;
   }
-  EXPECT_EQ(keys.size(), 21u);
+  EXPECT_EQ(keys.size(), 56u);
 }
 
 }  // namespace
