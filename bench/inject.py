@@ -28,6 +28,7 @@ import tempfile
 import threading
 import time
 import urllib.request
+import zlib
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRACEFS_CANDIDATES = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
@@ -53,6 +54,11 @@ def run(cmd, timeout=60, check=True, **kw):
     if check and p.returncode != 0:
         raise BenchError(f"failed ({p.returncode}): {' '.join(cmd)}\n{p.stdout}{p.stderr}".rstrip())
     return p
+
+
+def nice_prefix(args):
+    """`nice -n N ` for --nice N (systems and load generator alike), or ""."""
+    return f"nice -n {int(args.nice)} " if args.nice is not None else ""
 
 
 def free_port():
@@ -88,18 +94,50 @@ def wait_banner(port, deadline, alive=lambda: True, what="server"):
 # --------------------------------------------------------------------------
 # The message smtp-source sends, measured exactly once per run.
 
+def write_message_file(path, body_size):
+    """A message as a mailing would send it: headers, then `body_size` bytes
+    of base64 text (76-character lines, LF ends; smtp-source turns them into
+    CRLF). The base64 encodes random bytes, so the content does not compress
+    better than about 3/4 -- like an attachment or an image, and unlike
+    smtp-source's own filler of repeated 'X' lines, which any compressing
+    spool shrinks twentyfold and which would make "bytes written per message"
+    measure the compressor instead of the storage."""
+    import base64
+    headers = ("From: Bench Sender <sender@bench.example>\n"
+               "To: <rcpt@bench.example>\n"
+               "Subject: hikyaku injection benchmark\n"
+               "Date: Sat, 28 Nov 2026 12:00:00 +0000\n"
+               "Message-ID: <injection-benchmark@bench.example>\n"
+               "MIME-Version: 1.0\n"
+               "Content-Type: application/octet-stream\n"
+               "Content-Transfer-Encoding: base64\n"
+               "\n")
+    lines = []
+    remaining = body_size
+    while remaining > 0:
+        n = min(76, remaining - 1) if remaining > 1 else 1
+        chunk = base64.b64encode(os.urandom(57)).decode()[:n]
+        lines.append(chunk)
+        remaining -= len(chunk) + 2  # + CRLF on the wire
+    with open(path, "w") as f:
+        f.write(headers + "\n".join(lines) + "\n")
+
+
 def smtp_source_args(args, port, messages):
-    return ["smtp-source",
-            "-s", str(args.sessions),      # parallel sessions
-            "-m", str(messages),           # total messages over all sessions
-            "-l", str(args.size),          # body length (headers come on top)
-            "-d",                          # reuse the connection for the next message
-            "-N",                          # distinct recipient per message
-            "-M", "bench.example",         # HELO name
-            "-f", "sender@bench.example",
-            "-t", "rcpt@bench.example",
-            "-S", "hikyaku injection benchmark",
-            f"127.0.0.1:{port}"]
+    cmd = ["smtp-source",
+           "-s", str(args.sessions),      # parallel sessions
+           "-m", str(messages),           # total messages over all sessions
+           "-d",                          # reuse the connection for the next message
+           "-N",                          # distinct recipient per message
+           "-M", "bench.example",         # HELO name
+           "-f", "sender@bench.example",
+           "-t", "rcpt@bench.example"]
+    if args.body == "filler":
+        # smtp-source's generated headers and 'X' filler lines.
+        cmd += ["-l", str(args.size), "-S", "hikyaku injection benchmark"]
+    else:
+        cmd += ["-F", args.message_file]
+    return cmd + [f"127.0.0.1:{port}"]
 
 
 def measure_message_size(args):
@@ -138,6 +176,7 @@ def measure_message_size(args):
                         body += chunk
                     result["size"] = len(body)
                     result["sample"] = bytes(body[:600])
+                    result["zlib_ratio"] = len(zlib.compress(bytes(body), 6)) / max(1, len(body))
                     conn.sendall(b"250 ok\r\n")
                 elif verb == b"QUIT":
                     conn.sendall(b"221 bye\r\n")
@@ -156,7 +195,7 @@ def measure_message_size(args):
         srv.close()
     if "size" not in result:
         raise BenchError("could not capture a sample message from smtp-source")
-    return result["size"], result["sample"]
+    return result["size"], result["sample"], result["zlib_ratio"]
 
 
 # --------------------------------------------------------------------------
@@ -239,6 +278,20 @@ class SyncTracer:
                 log(f"warning: tracefs unavailable ({e}); fsync counts will be n/a")
                 return
         inst = os.path.join(root, "instances", name)
+        # Process names of trace records come from the kernel's global
+        # pid->comm cache (128 entries by default); Postfix alone runs ~110
+        # processes, so the cache is enlarged for the run and restored after.
+        self.cmdlines_file = os.path.join(root, "saved_cmdlines_size")
+        self.cmdlines_saved = None
+        try:
+            with open(self.cmdlines_file) as f:
+                cur = int(f.read())
+            if cur < 4096:
+                with open(self.cmdlines_file, "w") as f:
+                    f.write("4096")
+                self.cmdlines_saved = cur
+        except (OSError, ValueError):
+            pass
         try:
             os.mkdir(inst)
             self.inst = inst
@@ -300,6 +353,13 @@ class SyncTracer:
                 "inject_by_comm": {f"{c}:{s}": n for (c, s), n in sorted(by_comm.items())}}
 
     def remove(self):
+        if getattr(self, "cmdlines_saved", None) is not None:
+            try:
+                with open(self.cmdlines_file, "w") as f:
+                    f.write(str(self.cmdlines_saved))
+            except OSError:
+                pass
+            self.cmdlines_saved = None
         if not self.inst:
             return
         inst, self.inst = self.inst, None
@@ -559,7 +619,7 @@ class PostfixSystem:
             f.write(POSTFIX_MAIN_CF.format(queue=self.queue, data=data))
         with open(os.path.join(self.conf, "master.cf"), "w") as f:
             f.write(POSTFIX_MASTER_CF.format(port=self.port))
-        cmd = cgroup.wrap() + tracer.wrap() + f"exec postfix -c {self.conf} start"
+        cmd = cgroup.wrap() + tracer.wrap() + f"exec {nice_prefix(self.args)}postfix -c {self.conf} start"
         p = run(["sh", "-c", cmd], timeout=120, check=False)
         if p.returncode != 0:
             # Postfix reports most start-up problems to syslog only; its
@@ -638,7 +698,7 @@ listen = "127.0.0.1:{self.http_port}"
 path = "{self.events}"
 """)
         self.log = open(os.path.join(self.workdir, "hikyaku.log"), "w")
-        cmd = cgroup.wrap() + tracer.wrap() + 'exec "$0" serve -c "$1"'
+        cmd = cgroup.wrap() + tracer.wrap() + f'exec {nice_prefix(self.args)}"$0" serve -c "$1"'
         self.proc = subprocess.Popen(["sh", "-c", cmd, self.args.hikyaku, cfg],
                                      stdout=self.log, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL)
@@ -649,7 +709,9 @@ path = "{self.events}"
             self.log.flush()
             with open(self.log.name) as f:
                 tail = f.read()[-3000:]
-            raise BenchError(f"hikyaku did not come up; its output:\n{tail}")
+            rc = self.proc.poll()
+            status = f"exited with status {rc}" if rc is not None else "still running"
+            raise BenchError(f"hikyaku did not come up ({status}); its output:\n{tail}")
         return self.port
 
     def main_pid(self):
@@ -666,7 +728,9 @@ path = "{self.events}"
     def counters(self):
         s = self.stats()
         spool = (s or {}).get("spool") or {}
-        return {k: spool.get(k) for k in ("appends", "syncs", "commit_groups")}
+        # appends, syncs, commit_groups (and whatever else the spool counts,
+        # e.g. WAL and blob bytes): reported as deltas over the run.
+        return {k: v for k, v in spool.items() if isinstance(v, int) and not isinstance(v, bool)}
 
     def queued(self):
         """Recipients in the spool, counted by `hikyaku spool list` with the
@@ -692,7 +756,12 @@ path = "{self.events}"
 
     def describe(self):
         rev = run(["git", "-C", REPO, "rev-parse", "--short", "HEAD"], timeout=10, check=False).stdout.strip()
-        return f"hikyaku {rev or '?'} ({os.path.relpath(self.args.hikyaku, REPO)}), sync = \"group\""
+        dirty = run(["git", "-C", REPO, "status", "--porcelain", "--untracked-files=no"],
+                    timeout=30, check=False).stdout.strip()
+        rev += "+uncommitted changes" if rev and dirty else ""
+        built = "?" if not os.path.exists(self.args.hikyaku) else time.strftime("%Y-%m-%d %H:%M", time.localtime(os.stat(self.args.hikyaku).st_mtime))
+        return (f"hikyaku, tree at {rev or '?'} ({os.path.relpath(self.args.hikyaku, REPO)} "
+                f"built {built}), sync = \"group\"")
 
 
 # --------------------------------------------------------------------------
@@ -753,7 +822,7 @@ def trial(system, args, message_size, trial_no):
         tracer.mark("inject")
         log(f"{system.name}: injecting {args.messages} x {args.size}-byte messages, "
             f"{args.sessions} sessions, on port {port}")
-        cmd = load.wrap() + 'exec "$@"'
+        cmd = load.wrap() + f'exec {nice_prefix(args)}"$@"'
         t0 = time.monotonic()
         try:
             p = subprocess.run(["sh", "-c", cmd, "sh"] + smtp_source_args(args, port, args.messages),
@@ -959,15 +1028,34 @@ def fmt(v, f):
         return str(v)
 
 
-def render(summary, meta):
+PER_TRIAL = [("msgs_per_s", "msgs/s", "{:.0f}"), ("disk_x_size", "× msg size", "{:.2f}"),
+             ("fsyncs_per_msg", "fsyncs/msg", "{:.3f}"), ("cpu_s", "CPU s", "{:.1f}"),
+             ("other_cpu_s", "other CPU s", "{:.1f}"), ("loadavg_after", "load avg after", "{}")]
+
+
+def paired_rate_ratios(results):
+    """hikyaku msgs/s ÷ Postfix msgs/s per trial: each hikyaku trial paired
+    with the Postfix trial run just before it, under the same conditions."""
+    return [h["msgs_per_s"] / p["msgs_per_s"]
+            for p, h in zip(results.get("postfix", []), results.get("hikyaku", []))]
+
+
+def render(summary, meta, results):
     lines = []
     lines.append(f"# Injection benchmark, {meta['date']}")
     lines.append("")
     lines.append(f"- command: `{meta['command']}`")
-    lines.append(f"- load: {meta['messages']} messages, body {meta['size']} B "
-                 f"({meta['message_size']} B on the wire with headers), {meta['sessions']} sessions, "
+    body = ("base64 of random bytes, as in an attachment" if meta["body"] == "random"
+            else "smtp-source's repeated 'X' filler lines")
+    lines.append(f"- load: {meta['messages']} messages, body {meta['size']} B of {body} "
+                 f"({meta['message_size']} B on the wire with headers; zlib -6 shrinks it to "
+                 f"{meta['zlib_ratio']:.0%}), {meta['sessions']} sessions, "
                  "smtp-source -d (connection reuse), one recipient each")
     lines.append(f"- trials per system: {meta['repeat']} (values are medians)")
+    if meta.get("crash"):
+        lines.append("- each system was stopped with SIGKILL (--crash) before its stored messages were counted")
+    if meta.get("nice") is not None:
+        lines.append(f"- both systems and smtp-source ran at niceness {meta['nice']}")
     lines.append(f"- machine: {meta['machine']}; load average before the run: {meta['loadavg']}")
     lines.append(f"- storage: {meta['storage']}")
     for s in summary:
@@ -990,6 +1078,10 @@ def render(summary, meta):
         r = ratio("msgs_per_s")
         lines.append(f"- acceptance rate: {fmt(r, '{:.1f}')}× Postfix (target ≥ 10×): "
                      f"{'PASS' if r and r >= 10 else 'FAIL'}")
+        pr = paired_rate_ratios(results)
+        if len(pr) > 1:
+            lines.append(f"  (per trial pair: {', '.join(f'{x:.1f}×' for x in pr)}; "
+                         f"median {statistics.median(pr):.1f}×)")
         x = h.get("disk_x_size")
         lines.append(f"- disk bytes per message: {fmt(x, '{:.2f}')}× the message size "
                      f"(Postfix {fmt(p.get('disk_x_size'), '{:.2f}')}×; target ≤ 2×): "
@@ -1002,13 +1094,27 @@ def render(summary, meta):
         q = h.get("queued")
         lines.append(f"- every acknowledged message stored: hikyaku {fmt(q, '{}')} / {meta['messages']}, "
                      f"Postfix {fmt(p.get('queued'), '{}')} / {meta['messages']}")
+    if any(len(rs) > 1 for rs in results.values()):
+        lines.append("")
+        lines.append("Per trial (in the order run):")
+        lines.append("")
+        lines.append("| trial | system | " + " | ".join(c[1] for c in PER_TRIAL) + " |")
+        lines.append("|" + "---|" * (len(PER_TRIAL) + 2))
+        n = max(len(rs) for rs in results.values())
+        for i in range(n):
+            for name, rs in results.items():
+                if i < len(rs):
+                    lines.append(f"| {i + 1} | {name} | "
+                                 + " | ".join(fmt(rs[i].get(k), f) for k, _, f in PER_TRIAL) + " |")
+        lines.append("")
     for s in summary:
-        if s.get("counters"):
+        last = results[s["system"]][-1]
+        if last.get("counters"):
             lines.append(f"- {s['system']} self-reported spool counters over the run (last trial): "
-                         + ", ".join(f"{k} = {v}" for k, v in s["counters"].items()))
-        if s.get("sync_calls_inject_by_comm"):
+                         + ", ".join(f"{k} = {v}" for k, v in last["counters"].items()))
+        if last.get("sync_calls_inject_by_comm"):
             lines.append(f"- {s['system']} sync calls during injection by process name (last trial): "
-                         + ", ".join(f"{k} {v}" for k, v in s["sync_calls_inject_by_comm"].items()))
+                         + ", ".join(f"{k} {v}" for k, v in last["sync_calls_inject_by_comm"].items()))
     lines.append("")
     return "\n".join(lines)
 
@@ -1020,7 +1126,10 @@ def main():
     ap.add_argument("--quick", action="store_true", help="10 000 messages")
     ap.add_argument("--repeat", type=int, default=1)
     ap.add_argument("--sessions", type=int, default=50)
-    ap.add_argument("--size", type=int, default=5120, help="body bytes per message (smtp-source -l)")
+    ap.add_argument("--size", type=int, default=5120, help="body bytes per message")
+    ap.add_argument("--body", choices=["random", "filler"], default="random",
+                    help="random: base64 of random bytes (default, barely compressible); "
+                         "filler: smtp-source's own repeated 'X' lines (-l)")
     ap.add_argument("--hikyaku", default=os.path.join(REPO, "build/release/src/app/hikyaku"))
     ap.add_argument("--tmpdir", default="/var/tmp", help="where scratch file systems and work dirs go")
     ap.add_argument("--no-loop", action="store_true",
@@ -1031,9 +1140,16 @@ def main():
     ap.add_argument("--keep", action="store_true", help="keep work dirs (not the scratch fs)")
     ap.add_argument("--cleanup-stale", action="store_true",
                     help="remove what killed runs left behind (mounts, loop devices, cgroups, processes) and exit")
+    ap.add_argument("--nice", type=int, metavar="N",
+                    help="run both systems and smtp-source at niceness N (e.g. -10 on a machine shared "
+                         "with other jobs; the same for both sides)")
     ap.add_argument("--crash", action="store_true",
                     help="stop each system with SIGKILL instead of a clean stop before counting what it stored")
+    ap.add_argument("--render", metavar="JSON",
+                    help="rewrite the markdown of an earlier run from its JSON and exit")
     args = ap.parse_args()
+    if args.render:
+        return rerender(args.render)
     if args.quick:
         args.messages = 10000
     if args.timeout is None:
@@ -1046,7 +1162,7 @@ def main():
         return 0
     stale = stale_resources(args.tmpdir)
     if stale:
-        log(f"warning: {len(stale)} leftovers of killed runs (e.g. {stale[0][1]}); "
+        log(f"warning: {len(stale)} leftovers of earlier runs, killed or --keep (e.g. {stale[0][1]}); "
             "remove them with bench/inject.sh --cleanup-stale")
     for tool in ("smtp-source", "postfix", "mkfs.ext4", "losetup", "mount"):
         if not shutil.which(tool):
@@ -1061,8 +1177,38 @@ def main():
     if args.only:
         systems = [c for c in systems if c.name == args.only]
 
-    message_size, sample = measure_message_size(args)
-    log(f"message on the wire: {message_size} bytes")
+    msg_dir = tempfile.mkdtemp(prefix=f"hikyaku-bench-msg-p{os.getpid()}-", dir=args.tmpdir)
+    try:
+        return run_all(args, systems, msg_dir)
+    finally:
+        shutil.rmtree(msg_dir, ignore_errors=True)
+
+
+def summarize(results, describe):
+    summary = []
+    for name, rs in results.items():
+        m = median_result(rs)
+        m["describe"] = describe[name]
+        summary.append(m)
+    return summary
+
+
+def rerender(path):
+    with open(path) as f:
+        data = json.load(f)
+    md = render(summarize(data["trials"], data["describe"]), data["meta"], data["trials"])
+    print(md)
+    with open(os.path.splitext(path)[0] + ".md", "w") as f:
+        f.write(md)
+    return 0
+
+
+def run_all(args, systems, msg_dir):
+    args.message_file = os.path.join(msg_dir, "message.eml")
+    os.chmod(msg_dir, 0o755)
+    write_message_file(args.message_file, args.size)
+    message_size, sample, zratio = measure_message_size(args)
+    log(f"message on the wire: {message_size} bytes (zlib -6 compresses it to {zratio:.0%})")
     with open("/proc/loadavg") as f:
         loadavg = " ".join(f.read().split()[:3])
     results = {c.name: [] for c in systems}
@@ -1077,11 +1223,7 @@ def main():
             log(f"{cls.name} trial {i}: " + ", ".join(
                 f"{lbl} {fmt(r.get(k), f)}" for k, lbl, f in COLUMNS))
 
-    summary = []
-    for name, rs in results.items():
-        m = median_result(rs)
-        m["describe"] = describe[name]
-        summary.append(m)
+    summary = summarize(results, describe)
     cpu = "?"
     try:
         with open("/proc/cpuinfo") as f:
@@ -1094,6 +1236,7 @@ def main():
         "command": "bench/inject.sh " + " ".join(sys.argv[1:]),
         "messages": args.messages, "size": args.size, "sessions": args.sessions,
         "message_size": message_size, "repeat": args.repeat,
+        "body": args.body, "zlib_ratio": zratio, "nice": args.nice, "crash": args.crash,
         "machine": f"{os.cpu_count()} × {cpu}, {round(os.sysconf('SC_PHYS_PAGES') * os.sysconf('SC_PAGE_SIZE') / 2**30)} GiB, "
                    f"Linux {platform.release()}",
         "loadavg": loadavg,
@@ -1101,14 +1244,15 @@ def main():
                     f"{device_of(args.tmpdir)}; counters from /proc/diskstats of the loop device"
                     if not args.no_loop else f"{args.tmpdir} on {device_of(args.tmpdir)} (shared device)"),
     }
-    md = render(summary, meta)
+    md = render(summary, meta, results)
     print(md)
     os.makedirs(args.out, exist_ok=True)
     stem = os.path.join(args.out, "inject-" + now.strftime("%Y%m%d-%H%M%S"))
     with open(stem + ".md", "w") as f:
         f.write(md)
     with open(stem + ".json", "w") as f:
-        json.dump({"meta": meta, "trials": results, "sample_message_head": sample.decode("latin-1")},
+        json.dump({"meta": meta, "describe": describe, "trials": results,
+                   "sample_message_head": sample.decode("latin-1")},
                   f, indent=1, default=str)
     log(f"wrote {stem}.md and {stem}.json")
     failed = [s["system"] for s in summary if s.get("queued") is not None and s["queued"] != args.messages]

@@ -14,6 +14,9 @@
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
+#include "delivery/dispatcher.h"
+#include "dns/cares_resolver.h"
+#include "dns/static_routes.h"
 #include "events/event_log.h"
 #include "inject/http_api.h"
 #include "inject/intake.h"
@@ -58,20 +61,6 @@ int RunDaemon(const config::Config& config) {
     return kExitIoErr;
   }
 
-  // Recovery: every recipient not yet final is queued again. (The delivery
-  // scheduler of a later issue consumes them; for now they are counted.)
-  uint64_t recovered_recipients = 0, recovered_messages = 0;
-  MessageId last;
-  auto recovered = (*spool)->ForEachPending([&](const spool::RecipientRecord& r) {
-    ++recovered_recipients;
-    if (r.message != last) ++recovered_messages, last = r.message;
-  });
-  if (!recovered) {
-    std::cerr << "hikyaku: cannot read the spool at " << config.spool.path.string() << ": "
-              << recovered.error().ToString() << "\n";
-    return kExitIoErr;
-  }
-
   auto events = events::EventLog::Open(config.events.path);
   if (!events) {
     std::cerr << "hikyaku: cannot open the event log " << config.events.path.string() << ": "
@@ -80,6 +69,34 @@ int RunDaemon(const config::Config& config) {
   }
 
   inject::Intake intake(**spool, **events, clock, config.server.hostname);
+
+  // The delivery side runs on its own thread: DNS, the scheduler and every
+  // outbound connection live there.
+  asio::io_context delivery_context(1);
+  dns::CaresResolver cares(delivery_context, config.dns);
+  if (auto started = cares.Start(); !started) {
+    std::cerr << "hikyaku: dns: " << started.error().ToString() << "\n";
+    return kExitConfig;
+  }
+  dns::Router router(delivery_context.get_executor(), cares, config.routes);
+  delivery::Dispatcher dispatcher(delivery_context, config, **spool, **events, router, clock);
+
+  // Recovery: every recipient not yet final is queued again.
+  uint64_t recovered_recipients = 0, recovered_messages = 0;
+  MessageId last;
+  auto recovered = (*spool)->ForEachPending([&](const spool::RecipientRecord& r) {
+    ++recovered_recipients;
+    if (r.message != last) ++recovered_messages, last = r.message;
+    dispatcher.Recover(r, TimePoint());
+  });
+  if (!recovered) {
+    std::cerr << "hikyaku: cannot read the spool at " << config.spool.path.string() << ": "
+              << recovered.error().ToString() << "\n";
+    return kExitIoErr;
+  }
+  intake.SetAcceptedListener([&dispatcher](inject::AcceptedMessage m) {
+    dispatcher.Accept(m.id, m.received_at, std::move(m.recipients));
+  });
 
   // One io_context per thread: a connection stays on one thread for its
   // whole life, so its state needs no locks.
@@ -103,7 +120,9 @@ int RunDaemon(const config::Config& config) {
   http_options.max_body_size = config.http.max_body_size;
   http_options.max_message_size = config.smtp_in.max_message_size;
   http_options.max_recipients = config.smtp_in.max_recipients;
-  inject::HttpApi http(home, http_options, intake, [&](nlohmann::json& out) {
+  inject::HttpApi::JsonEndpoints endpoints;
+  endpoints["/api/v1/queues"] = [&dispatcher](nlohmann::json& out) { dispatcher.QueuesJson(out); };
+  endpoints["/api/v1/stats"] = [&](nlohmann::json& out) {
     auto in = intake.Stats();
     auto sp = (*spool)->Stats();
     auto li = smtp.Stats();
@@ -117,7 +136,11 @@ int RunDaemon(const config::Config& config) {
     out["smtp"] = {{"connections_accepted", li.connections_accepted},
                    {"connections_refused", li.connections_refused},
                    {"connections_open", li.connections_open}};
-  });
+    auto de = dispatcher.Stats();
+    out["delivery"] = {{"delivered", de.delivered}, {"deferred", de.deferred},     {"bounced", de.bounced},
+                       {"expired", de.expired},     {"queued", de.queued},         {"connections_opened", de.connections_opened}};
+  };
+  inject::HttpApi http(home, http_options, intake, std::move(endpoints));
   if (auto started = http.Start(); !started) {
     std::cerr << "hikyaku: http: " << started.error().message() << "\n";
     return kExitOsErr;
@@ -132,6 +155,7 @@ int RunDaemon(const config::Config& config) {
     spdlog::info("signal {}: stopping", signal);
     smtp.Stop();
     http.Stop();
+    dispatcher.Stop();
     grace.expires_after(std::chrono::milliseconds(500));
     grace.async_wait([&](const boost::system::error_code&) {
       for (auto& c : contexts) c->stop();
@@ -152,9 +176,14 @@ int RunDaemon(const config::Config& config) {
   for (auto& c : contexts) guards.push_back(asio::make_work_guard(*c));
   std::vector<std::thread> workers;
   for (unsigned i = 1; i < threads; ++i) workers.emplace_back([&, i] { contexts[i]->run(); });
+  dispatcher.Start();
+  auto delivery_guard = asio::make_work_guard(delivery_context);
+  std::thread delivery_thread([&] { delivery_context.run(); });
   home.run();
   for (auto& c : contexts) c->stop();
   for (auto& w : workers) w.join();
+  delivery_context.stop();
+  delivery_thread.join();
 
   (*spool)->Close();
   (*events)->Flush();

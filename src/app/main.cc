@@ -4,6 +4,7 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <functional>
 #include <iostream>
 #include <string>
 #include <vector>
@@ -12,10 +13,12 @@
 #include <spdlog/spdlog.h>
 
 #include "app/daemon.h"
+#include "app/queues_command.h"
 #include "app/spool_commands.h"
 #include "auth/password.h"
 #include "config/config.h"
 #include "inject/sendmail.h"
+#include "sink/sink.h"
 
 namespace {
 
@@ -85,10 +88,18 @@ int main(int argc, char** argv) {
                                   "read a password on stdin, print the hash for smtp_in.users.password_hash");
   auto* version = app.add_subcommand("version", "print the version");
 
+  bool queues_json = false;
+  auto* queues = app.add_subcommand("queues", "show the delivery queues of the running daemon");
+  queues->add_option("-c,--config", config_path, "configuration file")->capture_default_str();
+  queues->add_flag("--json", queues_json, "print the raw JSON of GET /api/v1/queues");
+
   auto* spool_cmd = app.add_subcommand("spool", "inspect the spool (daemon stopped)");
   spool_cmd->require_subcommand(1);
   auto* spool_list = spool_cmd->add_subcommand("list", "print one JSON line per pending recipient");
   spool_list->add_option("-c,--config", config_path, "configuration file")->capture_default_str();
+
+  std::function<int()> sink_run;
+  hikyaku::sink::AddSinkCommand(app, sink_run);
 
   try {
     app.parse(argc, argv);
@@ -97,6 +108,7 @@ int main(int argc, char** argv) {
     return rc == 0 ? 0 : hikyaku::inject::kExUsage;
   }
 
+  if (sink_run) return sink_run();
   if (*version) {
     std::cout << "hikyaku " << HIKYAKU_VERSION << "\n";
     return 0;
@@ -121,6 +133,11 @@ int main(int argc, char** argv) {
     if (!config) return kExitConfig;
     std::cout << config_path << ": ok\n";
     return 0;
+  }
+  if (*queues) {
+    auto config = Load(config_path);
+    if (!config) return kExitConfig;
+    return hikyaku::app::ShowQueues(*config, queues_json, std::cout, std::cerr);
   }
   if (*spool_list) {
     auto config = Load(config_path);

@@ -491,6 +491,12 @@ class Reader {
     return number;
   }
 
+  std::optional<bool> Bool(const toml::node& node, const std::string& path) {
+    if (const auto* b = node.as_boolean()) return b->get();
+    ReportType(node, path, "a boolean (true or false)");
+    return std::nullopt;
+  }
+
   const toml::array* Array(const toml::node& node, const std::string& path) {
     const toml::array* array = node.as_array();
     if (array == nullptr) ReportType(node, path, "an array");
@@ -833,7 +839,7 @@ void ReadPhaseTimeout(Reader& r, const Node& n, const Path& p, DeliveryConfig& c
 
 // ---- [delivery]
 
-constexpr std::array<Field<DeliveryConfig>, 18> kDeliveryFields{{
+constexpr std::array<Field<DeliveryConfig>, 19> kDeliveryFields{{
     {"max_connections_per_site", ReadCount<&DeliveryConfig::max_connections_per_site, 1, 10'000>},
     {"retry_share",
      [](Reader& r, const Node& n, const Path& p, DeliveryConfig& c) {
@@ -853,6 +859,10 @@ constexpr std::array<Field<DeliveryConfig>, 18> kDeliveryFields{{
          return;
        }
        c.retry_share = *share;
+     }},
+    {"hold",
+     [](Reader& r, const Node& n, const Path& p, DeliveryConfig& c) {
+       if (auto b = r.Bool(n, p)) c.hold = *b;
      }},
     {"max_connections", ReadCount<&DeliveryConfig::max_connections, 1, 1'000'000>},
     {"max_messages_per_connection",

@@ -84,6 +84,7 @@ enum class StartTlsPolicy {
 
 // How the outbound SMTP client behaves, per site unless a [[site]] overrides it.
 struct DeliveryConfig {
+  bool hold = false;  // accept and keep mail, deliver nothing (maintenance, injection benchmarks)
   uint32_t max_connections_per_site = 20;
   double retry_share = 0.25;                  // at most this share of a site's connections serve the retry lane
   uint32_t max_connections = 2000;            // all sites together

@@ -1026,6 +1026,7 @@ TEST(KnownKeysTest, ListsEveryAcceptedKeyOnce) {
                           "events.path",
                           "delivery.max_connections_per_site",
                           "delivery.retry_share",
+                          "delivery.hold",
                           "delivery.max_connections",
                           "delivery.max_messages_per_connection",
                           "delivery.max_recipients_per_transaction",
@@ -1061,7 +1062,7 @@ TEST(KnownKeysTest, ListsEveryAcceptedKeyOnce) {
                           "site.max_messages_per_connection"}) {
     EXPECT_TRUE(unique.count(key)) << key;
   }
-  EXPECT_EQ(keys.size(), 56u);
+  EXPECT_EQ(keys.size(), 57u);
 }
 
 }  // namespace

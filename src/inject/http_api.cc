@@ -25,11 +25,11 @@ using boost::system::error_code;
 using Response = http::response<http::string_body>;
 
 struct HttpApi::Shared {
-  Shared(HttpApiOptions o, Intake& i, std::function<void(nlohmann::json&)> s)
-      : options(std::move(o)), intake(i), stats(std::move(s)) {}
+  Shared(HttpApiOptions o, Intake& i, HttpApi::JsonEndpoints e)
+      : options(std::move(o)), intake(i), endpoints(std::move(e)) {}
   HttpApiOptions options;
   Intake& intake;
-  std::function<void(nlohmann::json&)> stats;
+  HttpApi::JsonEndpoints endpoints;
   std::atomic<bool> stopped{false};
 };
 
@@ -63,10 +63,10 @@ asio::awaitable<Response> Handle(std::shared_ptr<HttpApi::Shared> shared, http::
     if (req.method() != http::verb::get) co_return MakeProblem(req, 405, "Method Not Allowed", "use GET");
     co_return MakeJson(req, http::status::ok, "ok\n", "text/plain");
   }
-  if (target == "/api/v1/stats") {
+  if (auto it = shared->endpoints.find(std::string(target)); it != shared->endpoints.end()) {
     if (req.method() != http::verb::get) co_return MakeProblem(req, 405, "Method Not Allowed", "use GET");
     nlohmann::json body = nlohmann::json::object();
-    shared->stats(body);
+    it->second(body);
     co_return MakeJson(req, http::status::ok, body.dump() + "\n");
   }
   if (target == "/api/v1/messages") {
@@ -157,10 +157,8 @@ asio::awaitable<void> AcceptLoop(std::shared_ptr<HttpApi::Shared> shared, tcp::a
 
 }  // namespace
 
-HttpApi::HttpApi(asio::io_context& context, HttpApiOptions options, Intake& intake,
-                 std::function<void(nlohmann::json&)> stats)
-    : context_(context),
-      shared_(std::make_shared<Shared>(std::move(options), intake, std::move(stats))) {}
+HttpApi::HttpApi(asio::io_context& context, HttpApiOptions options, Intake& intake, JsonEndpoints endpoints)
+    : context_(context), shared_(std::make_shared<Shared>(std::move(options), intake, std::move(endpoints))) {}
 
 HttpApi::~HttpApi() { Stop(); }
 

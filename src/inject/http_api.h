@@ -3,7 +3,8 @@
 //   POST /api/v1/messages   inject one message (raw or structured JSON);
 //                           202 {"id": ...} once durable, 400/413 problem
 //                           JSON naming the field, 507 when the spool is full
-//   GET  /api/v1/stats      counters of intake, spool and listeners
+//   GET  /api/v1/stats      counters of intake, spool, listeners, delivery
+//   GET  /api/v1/queues     the delivery queues: sites, lanes, connections, down hosts
 //   GET  /healthz           200 "ok" while serving
 //
 // Errors are RFC 9457 problem details (application/problem+json).
@@ -13,6 +14,8 @@
 #pragma once
 
 #include <functional>
+#include <map>
+#include <string>
 #include <memory>
 
 #include <boost/asio/io_context.hpp>
@@ -35,9 +38,10 @@ struct HttpApiOptions {
 
 class HttpApi {
  public:
-  // `stats` fills the body of GET /api/v1/stats (called on the API's thread).
-  HttpApi(boost::asio::io_context& context, HttpApiOptions options, Intake& intake,
-          std::function<void(nlohmann::json&)> stats);
+  // GET endpoints served as JSON, e.g. "/api/v1/stats" -> a function filling
+  // the body (called on the API's thread; must be thread-safe).
+  using JsonEndpoints = std::map<std::string, std::function<void(nlohmann::json&)>>;
+  HttpApi(boost::asio::io_context& context, HttpApiOptions options, Intake& intake, JsonEndpoints endpoints);
   ~HttpApi();
 
   Result<void> Start();

@@ -28,11 +28,37 @@ void Wipe(std::string& s) {
 
 constexpr size_t kCompactThreshold = 4096;
 
+// One reply line as a ServerPolicy hook must give it: three digits, then
+// the end or a space, and no line break (the session adds the CRLF).
+bool IsReplyLine(std::string_view reply) {
+  if (reply.size() < 3) return false;
+  for (size_t i = 0; i < 3; ++i) {
+    if (reply[i] < '0' || reply[i] > '9') return false;
+  }
+  if (reply.size() > 3 && reply[3] != ' ') return false;
+  return reply.find_first_of("\r\n") == std::string_view::npos;
+}
+
 }  // namespace
 
 ServerSession::ServerSession(ServerPolicy policy) : policy_(std::move(policy)) {}
 
 void ServerSession::Start(std::string& out) {
+  if (!policy_.greeting.empty()) {
+    const std::string& greeting = policy_.greeting;
+    HIKYAKU_CHECK(IsReplyLine(greeting) && (greeting.starts_with("220") || greeting[0] == '4' ||
+                                            greeting[0] == '5'));
+    out += greeting;
+    out += "\r\n";
+    // RFC 5321 3.1 allows a 554 greeting followed by waiting for QUIT; a
+    // receiver that does not want the client gains nothing by waiting, and
+    // 421 closes by definition (3.8).
+    if (!greeting.starts_with("220")) {
+      phase_ = Phase::kClosed;
+      ClearInput();
+    }
+    return;
+  }
   // RFC 5321 4.3.1: the greeting; "ESMTP" tells old clients to try EHLO.
   Reply(out, 220, "", policy_.hostname + " ESMTP hikyaku");
 }
@@ -71,6 +97,43 @@ void ServerSession::WipeCredentials() {
   credentials_.username.clear();
 }
 
+ServerSession::Next ServerSession::SendRefusal(const std::string& reply, std::string& out,
+                                               Action& action) {
+  HIKYAKU_CHECK(IsReplyLine(reply) && (reply[0] == '4' || reply[0] == '5'));
+  out += reply;
+  out += "\r\n";
+  // RFC 5321 3.8: 421 means the server is closing the transmission channel.
+  if (reply.starts_with("421")) {
+    phase_ = Phase::kClosed;
+    ClearInput();
+    action = Action::kClose;
+    return Next::kReturn;
+  }
+  return Next::kContinue;
+}
+
+void ServerSession::TrimContent() {
+  std::string chunk = data_.TakeContent();
+  if (header_done_ || chunk.empty()) return;
+  size_t old = header_.size();
+  size_t room = policy_.kept_header_limit > old ? policy_.kept_header_limit - old : 0;
+  header_.append(chunk, 0, std::min(room, chunk.size()));
+  // RFC 5322 2.1: the header section ends at the first empty line; a
+  // message that starts with one has an empty header section.
+  if (header_.starts_with("\r\n")) {
+    header_.resize(2);
+    header_done_ = true;
+    return;
+  }
+  size_t end = header_.find("\r\n\r\n", old >= 3 ? old - 3 : 0);
+  if (end != std::string::npos) {
+    header_.resize(end + 4);
+    header_done_ = true;
+  } else if (header_.size() >= policy_.kept_header_limit) {
+    header_done_ = true;
+  }
+}
+
 bool ServerSession::CountError(std::string& out) {
   ++errors_;
   if (policy_.max_errors == 0 || errors_ < policy_.max_errors) return false;
@@ -92,6 +155,7 @@ ServerSession::Action ServerSession::Process(std::string& out) {
       case Phase::kData: {
         auto progress = data_.Consume(std::string_view(in_).substr(in_pos_));
         DropInput(progress.consumed);
+        if (!policy_.keep_content) TrimContent();
         if (!progress.done) return Action::kNeedInput;
         Action action = Action::kNeedInput;
         if (HandleDataEnd(out, action) == Next::kReturn) return action;
@@ -203,6 +267,9 @@ ServerSession::Next ServerSession::HandleCommand(const Command& command, std::st
         Reply(out, 552, "5.3.4", "Message size exceeds fixed maximum message size");
         return Next::kContinue;
       }
+      if (policy_.mail_check) {
+        if (auto refusal = policy_.mail_check(command.path)) return SendRefusal(*refusal, out, action);
+      }
       has_mail_ = true;
       sender_ = command.path;
       body_8bit_ = command.body == BodyType::k8BitMime;
@@ -223,6 +290,9 @@ ServerSession::Next ServerSession::HandleCommand(const Command& command, std::st
         Reply(out, 452, "4.5.3", "Error: too many recipients");
         return Next::kContinue;
       }
+      if (policy_.rcpt_check) {
+        if (auto refusal = policy_.rcpt_check(command.path)) return SendRefusal(*refusal, out, action);
+      }
       recipients_.push_back(command.path);
       Reply(out, 250, "2.1.5", "Ok");
       return Next::kContinue;
@@ -236,6 +306,8 @@ ServerSession::Next ServerSession::HandleCommand(const Command& command, std::st
       }
       Reply(out, 354, "", "End data with <CR><LF>.<CR><LF>");
       data_.Reset(policy_.max_message_size);
+      header_.clear();
+      header_done_ = false;
       phase_ = Phase::kData;
       return Next::kContinue;
 
@@ -435,7 +507,17 @@ ServerSession::Next ServerSession::HandleDataEnd(std::string& out, Action& actio
   }
   message_.sender = std::move(sender_);
   message_.recipients = std::move(recipients_);
-  message_.content = data_.TakeContent();
+  message_.content = policy_.keep_content ? data_.TakeContent() : std::move(header_);
+  header_.clear();
+  message_.size = data_.size();
+  if (policy_.data_check) {
+    auto refusal = policy_.data_check(message_.sender, message_.recipients, message_.content);
+    if (refusal) {
+      message_ = Message{};
+      ResetTransaction();
+      return SendRefusal(*refusal, out, action);
+    }
+  }
   message_.eight_bit = body_8bit_ || data_.eight_bit();
   message_.helo = helo_;
   message_.client_address = policy_.client_address;

@@ -34,6 +34,8 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -52,6 +54,42 @@ struct ServerPolicy {
   bool tls_available = false;      // a certificate is configured: STARTTLS until TLS is on
   bool auth_available = false;     // users are configured: AUTH, but only once TLS is on
   std::string client_address;      // for the Message, e.g. "192.0.2.1"
+
+  // --- Driver hooks (all optional; the defaults keep the behaviour above) ---
+  //
+  // A check returns std::nullopt to let the session go on as usual, or one
+  // complete reply line without CRLF, e.g. "550 5.1.1 <x>: User unknown",
+  // which is sent instead of the session's own acceptance. The code must be
+  // 4xx or 5xx (anything else is a driver bug and aborts). A refusal starting
+  // with "421" also closes the session after the reply (RFC 5321 3.8).
+  // Refusals do not count towards max_errors. The checks run on the
+  // session's thread, synchronously, and must not call back into it.
+  using AddressCheck = std::function<std::optional<std::string>(std::string_view address)>;
+  // With the reverse-path (empty for <>), once MAIL passed the syntax,
+  // sequence and SIZE checks. A refused MAIL opens no transaction.
+  AddressCheck mail_check;
+  // With the forward-path, once RCPT passed the relay and max_recipients
+  // checks. A refused recipient is not added to the transaction.
+  AddressCheck rcpt_check;
+  // At the end of DATA for a message that passed the size and line checks,
+  // with the sender, the accepted recipients and the content (only the
+  // header section when keep_content is false). A refusal answers the DATA
+  // instead of kCommitMessage; the transaction is reset either way.
+  using DataCheck = std::function<std::optional<std::string>(
+      std::string_view sender, const std::vector<std::string>& recipients, std::string_view content)>;
+  DataCheck data_check;
+  // Replaces the "220 <hostname> ESMTP hikyaku" greeting when not empty:
+  // one reply line without CRLF. Unless its code is 220, the session
+  // closes right after it (e.g. "421 4.7.0 Too many connections", or 554
+  // for a refused client, RFC 5321 3.1), and Process returns kClose.
+  std::string greeting;
+  // When false the message content is not kept: Message::content holds only
+  // the header section (up to and including the empty line that ends it),
+  // at most kept_header_limit octets of it, and Message::size still counts
+  // every octet. For receivers that discard mail (hikyaku sink) and want
+  // the header fields only; saves copying and memory for large bodies.
+  bool keep_content = true;
+  size_t kept_header_limit = 16384;
 };
 
 class ServerSession {
@@ -62,7 +100,8 @@ class ServerSession {
   struct Message {
     std::string sender;                   // empty for the null reverse-path <>
     std::vector<std::string> recipients;  // as accepted, in order, at least one
-    std::string content;                  // unstuffed, CRLF line ends
+    std::string content;                  // unstuffed, CRLF line ends (see keep_content)
+    uint64_t size = 0;                    // octets of the whole content, even when not kept
     bool eight_bit = false;               // BODY=8BITMIME or an octet >= 0x80 seen
     std::string helo;                     // the HELO/EHLO argument
     std::string client_address;           // from the policy
@@ -132,6 +171,11 @@ class ServerSession {
   // if the session closed.
   bool CountError(std::string& out);
   void ResetTransaction();
+  // Appends `reply` (from a policy check) and closes on 421. Returns kReturn if closed.
+  Next SendRefusal(const std::string& reply, std::string& out, Action& action);
+  // keep_content == false: moves what the data reader stored into header_
+  // while the header section lasts, and drops the rest.
+  void TrimContent();
   void DropInput(size_t n);
   void ClearInput();
   void WipeCredentials();
@@ -154,6 +198,8 @@ class ServerSession {
   std::string sender_;
   std::vector<std::string> recipients_;
   bool body_8bit_ = false;
+  std::string header_;        // keep_content == false: the header section kept so far
+  bool header_done_ = false;  // header_ is complete (empty line seen or limit hit)
 
   AuthStep auth_step_ = AuthStep::kPlain;
   Credentials credentials_;

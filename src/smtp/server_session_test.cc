@@ -490,5 +490,248 @@ TEST(ServerSessionTest, FailedAuthCountsTowardsErrorLimit) {
   EXPECT_EQ(d.checked_.size(), 2u);
 }
 
+// --- Driver hooks -------------------------------------------------------
+
+TEST(ServerSessionHooksTest, RcptCheckRefusesOneRecipientAndKeepsTheOthers) {
+  ServerPolicy policy = TestPolicy();
+  std::vector<std::string> asked;
+  policy.rcpt_check = [&](std::string_view address) -> std::optional<std::string> {
+    asked.emplace_back(address);
+    if (address.starts_with("nobody@")) {
+      return "550 5.1.1 <" + std::string(address) + ">: Recipient address rejected: User unknown";
+    }
+    return std::nullopt;
+  };
+  FakeDriver d(policy);
+  d.Send("EHLO c\r\nMAIL FROM:<a@example.com>\r\n");
+  EXPECT_EQ(d.Send("RCPT TO:<nobody@example.org>\r\nRCPT TO:<bob@example.org>\r\nDATA\r\n"),
+            "550 5.1.1 <nobody@example.org>: Recipient address rejected: User unknown\r\n"
+            "250 2.1.5 Ok\r\n"
+            "354 End data with <CR><LF>.<CR><LF>\r\n");
+  d.Send("hi\r\n.\r\n");
+  ASSERT_EQ(d.messages_.size(), 1u);
+  EXPECT_EQ(d.messages_[0].recipients, (std::vector<std::string>{"bob@example.org"}));
+  EXPECT_EQ(asked, (std::vector<std::string>{"nobody@example.org", "bob@example.org"}));
+  EXPECT_FALSE(d.closed_);
+}
+
+TEST(ServerSessionHooksTest, RefusalsDoNotCountAsClientErrors) {
+  ServerPolicy policy = TestPolicy();
+  policy.max_errors = 2;
+  policy.rcpt_check = [](std::string_view) { return std::optional<std::string>("450 4.7.1 Greylisted"); };
+  FakeDriver d(policy);
+  d.Send("EHLO c\r\nMAIL FROM:<a@example.com>\r\n");
+  for (int i = 0; i < 5; ++i) EXPECT_EQ(d.Send("RCPT TO:<b@example.com>\r\n"), "450 4.7.1 Greylisted\r\n");
+  EXPECT_FALSE(d.closed_);
+  // No recipient was accepted, so DATA has nothing to deliver to.
+  EXPECT_EQ(d.Send("DATA\r\n"), "554 5.5.1 Error: no valid recipients\r\n");
+}
+
+TEST(ServerSessionHooksTest, RcptCheckRunsAfterRelayCheck) {
+  ServerPolicy policy = TestPolicy();
+  policy.relay_allowed = false;
+  bool asked = false;
+  policy.rcpt_check = [&](std::string_view) -> std::optional<std::string> {
+    asked = true;
+    return std::nullopt;
+  };
+  FakeDriver d(policy);
+  d.Send("EHLO c\r\nMAIL FROM:<a@example.com>\r\n");
+  EXPECT_THAT(d.Send("RCPT TO:<b@example.com>\r\n"), HasSubstr("554 5.7.1"));
+  EXPECT_FALSE(asked);
+}
+
+TEST(ServerSessionHooksTest, MailCheckRefusalOpensNoTransaction) {
+  ServerPolicy policy = TestPolicy();
+  int calls = 0;
+  policy.mail_check = [&](std::string_view sender) -> std::optional<std::string> {
+    ++calls;
+    if (sender.empty()) return std::nullopt;  // <> is passed as an empty path
+    if (calls == 1) return "450 4.7.1 Rate limit exceeded, try again later";
+    return std::nullopt;
+  };
+  FakeDriver d(policy);
+  d.Send("EHLO c\r\n");
+  EXPECT_EQ(d.Send("MAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.com>\r\n"),
+            "450 4.7.1 Rate limit exceeded, try again later\r\n"
+            "503 5.5.1 Error: need MAIL command\r\n");
+  EXPECT_EQ(d.Send("MAIL FROM:<a@example.com>\r\n"), "250 2.1.0 Ok\r\n");
+  EXPECT_EQ(d.Send("RSET\r\nMAIL FROM:<>\r\n"), "250 2.0.0 Ok\r\n250 2.1.0 Ok\r\n");
+  EXPECT_EQ(calls, 3);
+}
+
+TEST(ServerSessionHooksTest, MailCheckIsNotAskedForOversizedOrOutOfSequenceMail) {
+  ServerPolicy policy = TestPolicy();
+  int calls = 0;
+  policy.mail_check = [&](std::string_view) -> std::optional<std::string> {
+    ++calls;
+    return std::nullopt;
+  };
+  FakeDriver d(policy);
+  EXPECT_THAT(d.Send("MAIL FROM:<a@example.com>\r\n"), HasSubstr("503 5.5.1"));
+  d.Send("EHLO c\r\n");
+  EXPECT_THAT(d.Send("MAIL FROM:<a@example.com> SIZE=99999\r\n"), HasSubstr("552 5.3.4"));
+  EXPECT_EQ(calls, 0);
+}
+
+TEST(ServerSessionHooksTest, A421RefusalClosesTheSessionAndDropsPipelinedInput) {
+  ServerPolicy policy = TestPolicy();
+  policy.mail_check = [](std::string_view) {
+    return std::optional<std::string>("421 4.7.0 mx.test Too many messages on this connection");
+  };
+  FakeDriver d(policy);
+  EXPECT_EQ(d.Send("EHLO c\r\n").substr(0, 4), "250-");
+  EXPECT_EQ(d.Send("MAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.com>\r\nNOOP\r\n"),
+            "421 4.7.0 mx.test Too many messages on this connection\r\n");
+  EXPECT_TRUE(d.closed_);
+  EXPECT_EQ(d.actions_.back(), Action::kClose);
+}
+
+TEST(ServerSessionHooksTest, DataCheckRefusesTheMessageInsteadOfCommitting) {
+  ServerPolicy policy = TestPolicy();
+  int calls = 0;
+  std::string seen_sender, seen_content;
+  std::vector<std::string> seen_recipients;
+  policy.data_check = [&](std::string_view sender, const std::vector<std::string>& recipients,
+                          std::string_view content) -> std::optional<std::string> {
+    seen_sender = sender;
+    seen_recipients = recipients;
+    seen_content = content;
+    if (++calls == 1) return "451 4.3.0 Temporary failure (injected)";
+    return std::nullopt;
+  };
+  FakeDriver d(policy);
+  d.Send(kPipelinedEnvelope);
+  EXPECT_EQ(d.Send(kBody), "451 4.3.0 Temporary failure (injected)\r\n");
+  EXPECT_TRUE(d.messages_.empty());
+  EXPECT_EQ(seen_sender, "alice@example.com");
+  EXPECT_EQ(seen_recipients, (std::vector<std::string>{"bob@example.org", "carol@example.net"}));
+  EXPECT_EQ(seen_content, "Subject: test\r\n\r\n.leading dot\r\n");
+  // The transaction was reset: a new one goes through.
+  EXPECT_THAT(d.Send("RCPT TO:<x@example.com>\r\n"), HasSubstr("503 5.5.1"));
+  d.Send("MAIL FROM:<a@example.com>\r\nRCPT TO:<x@example.com>\r\nDATA\r\n");
+  EXPECT_EQ(d.Send(kBody), "250 2.0.0 Ok: queued as Q1\r\n");
+  ASSERT_EQ(d.messages_.size(), 1u);
+  EXPECT_EQ(d.messages_[0].recipients, (std::vector<std::string>{"x@example.com"}));
+}
+
+TEST(ServerSessionHooksTest, DataCheckIsNotAskedForATooBigMessage) {
+  ServerPolicy policy = TestPolicy();
+  policy.max_message_size = 10;
+  bool asked = false;
+  policy.data_check = [&](std::string_view, const std::vector<std::string>&, std::string_view) {
+    asked = true;
+    return std::optional<std::string>();
+  };
+  FakeDriver d(policy);
+  d.Send("EHLO c\r\nMAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.com>\r\nDATA\r\n");
+  EXPECT_THAT(d.Send("0123456789abcdef\r\n.\r\n"), HasSubstr("552 5.3.4"));
+  EXPECT_FALSE(asked);
+}
+
+TEST(ServerSessionHooksTest, CustomGreeting421ClosesAtOnce) {
+  ServerPolicy policy = TestPolicy();
+  policy.greeting = "421 4.7.0 Too many connections from 192.0.2.10";
+  FakeDriver d(policy);
+  EXPECT_EQ(d.out_, "421 4.7.0 Too many connections from 192.0.2.10\r\n");
+  EXPECT_EQ(d.Send("EHLO c\r\n"), "");
+  EXPECT_TRUE(d.closed_);
+}
+
+TEST(ServerSessionHooksTest, Custom220GreetingKeepsTheSessionOpen) {
+  ServerPolicy policy = TestPolicy();
+  policy.greeting = "220 sink.test ESMTP ready";
+  FakeDriver d(policy);
+  EXPECT_EQ(d.out_, "220 sink.test ESMTP ready\r\n");
+  EXPECT_THAT(d.Send("EHLO c\r\n"), HasSubstr("250-mx.test\r\n"));
+  EXPECT_FALSE(d.closed_);
+}
+
+TEST(ServerSessionHooksDeathTest, ACheckMustAnswerWithARefusalCode) {
+  ServerPolicy policy = TestPolicy();
+  policy.rcpt_check = [](std::string_view) { return std::optional<std::string>("250 fine"); };
+  EXPECT_DEATH(
+      {
+        FakeDriver d(policy);
+        d.Send("EHLO c\r\nMAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.com>\r\n");
+      },
+      "");
+}
+
+// keep_content == false ------------------------------------------------------
+
+std::string BigBody(size_t lines) {
+  std::string body;
+  for (size_t i = 0; i < lines; ++i) body += std::string(70, 'x') + "\r\n";
+  return body;
+}
+
+TEST(ServerSessionHooksTest, WithoutKeepContentOnlyTheHeaderSectionIsKept) {
+  ServerPolicy policy = TestPolicy();
+  policy.max_message_size = 0;
+  policy.keep_content = false;
+  const std::string header = "Message-ID: <m1@test>\r\nX-Hikyaku-Test: t1\r\n\r\n";
+  const std::string body = BigBody(2000);  // 144 000 octets
+  const std::string dialogue = "EHLO c\r\nMAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.com>\r\nDATA\r\n" +
+                               header + body + ".\r\nQUIT\r\n";
+  std::string seen_by_check;
+  policy.data_check = [&](std::string_view, const std::vector<std::string>&, std::string_view content) {
+    seen_by_check = content;
+    return std::optional<std::string>();
+  };
+  std::mt19937 rng(7);
+  for (size_t chunk : {dialogue.size(), size_t{1}, size_t{0}}) {
+    FakeDriver d(policy);
+    size_t pos = 0;
+    while (pos < dialogue.size()) {
+      size_t n = chunk != 0 ? chunk : 1 + rng() % 3000;  // 0: random read sizes
+      n = std::min(n, dialogue.size() - pos);
+      d.Send(std::string_view(dialogue).substr(pos, n));
+      pos += n;
+    }
+    ASSERT_EQ(d.messages_.size(), 1u) << chunk;
+    EXPECT_EQ(d.messages_[0].content, header) << chunk;
+    EXPECT_EQ(d.messages_[0].size, header.size() + body.size()) << chunk;
+    EXPECT_EQ(seen_by_check, header);
+    EXPECT_TRUE(d.closed_);
+  }
+}
+
+TEST(ServerSessionHooksTest, WithoutKeepContentAHugeHeaderIsCutAtTheLimit) {
+  ServerPolicy policy = TestPolicy();
+  policy.max_message_size = 0;
+  policy.keep_content = false;
+  policy.kept_header_limit = 100;
+  FakeDriver d(policy);
+  d.Send("EHLO c\r\nMAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.com>\r\nDATA\r\n");
+  std::string headers;
+  for (int i = 0; i < 20; ++i) headers += "X-Filler-" + std::to_string(i) + ": yes\r\n";
+  d.Send(headers + "\r\nbody\r\n.\r\n");
+  ASSERT_EQ(d.messages_.size(), 1u);
+  EXPECT_EQ(d.messages_[0].content, headers.substr(0, 100));
+  EXPECT_EQ(d.messages_[0].size, headers.size() + 8);
+}
+
+TEST(ServerSessionHooksTest, WithoutKeepContentAMessageWithoutHeaderKeepsTheEmptyLine) {
+  ServerPolicy policy = TestPolicy();
+  policy.keep_content = false;
+  FakeDriver d(policy);
+  d.Send("EHLO c\r\nMAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.com>\r\nDATA\r\n");
+  d.Send("\r\nSubject: this is body\r\n\r\nmore\r\n.\r\n");
+  d.Send("MAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.com>\r\nDATA\r\n.\r\n");
+  ASSERT_EQ(d.messages_.size(), 2u);
+  EXPECT_EQ(d.messages_[0].content, "\r\n");
+  EXPECT_EQ(d.messages_[1].content, "");  // and the next message starts afresh
+  EXPECT_EQ(d.messages_[1].size, 0u);
+}
+
+TEST(ServerSessionHooksTest, KeptContentReportsItsSize) {
+  FakeDriver d;
+  d.Send(kPipelinedEnvelope);
+  d.Send(kBody);
+  ASSERT_EQ(d.messages_.size(), 1u);
+  EXPECT_EQ(d.messages_[0].size, d.messages_[0].content.size());
+}
+
 }  // namespace
 }  // namespace hikyaku::smtp

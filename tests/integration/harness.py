@@ -20,7 +20,9 @@ import urllib.request
 BIN = os.environ.get("HIKYAKU_BIN", os.path.join(os.path.dirname(__file__), "../../build/ci/src/app/hikyaku"))
 
 
-def default_config(root, extra=""):
+def default_config(root, extra="", hold=True):
+    # Injection tests hold delivery: mail stays in the spool for inspection.
+    hold_text = "\n[delivery]\nhold = true\n" if hold else ""
     return f"""
 [server]
 hostname = "mta.test.example"
@@ -39,7 +41,7 @@ listen = "127.0.0.1:0"
 
 [events]
 path = "{root}/events.jsonl"
-{extra}
+{hold_text}{extra}
 """
 
 
@@ -198,3 +200,93 @@ def main():
     failed = len(result.failures) + len(result.errors)
     print(f"{result.testsRun - failed} passed, {failed} failed, {len(result.skipped)} skipped")
     sys.exit(1 if failed else 0)
+
+
+class Sink:
+    """One `hikyaku sink` process: a receiver on 127.0.0.1 that counts, logs
+    one JSON line per accepted recipient, and can play a difficult receiver."""
+
+    def __init__(self, root, name, *flags):
+        self.root = root
+        self.jsonl = os.path.join(root, f"{name}.jsonl")
+        self.stats_file = os.path.join(root, f"{name}.stats.json")
+        self.stderr = open(os.path.join(root, f"{name}.stderr"), "ab")
+        self.proc = subprocess.Popen([BIN, "sink", "--listen", "127.0.0.1:0", "--jsonl", self.jsonl,
+                                      "--stats-file", self.stats_file, *flags],
+                                     stdout=subprocess.PIPE, stderr=self.stderr)
+        line = self.proc.stdout.readline().decode()
+        m = re.search(r"listen=127\.0\.0\.1:(\d+)", line)
+        if not m:
+            self.proc.kill()
+            raise RuntimeError(f"sink did not start: {line!r}")
+        self.port = int(m.group(1))
+
+    def records(self):
+        if not os.path.exists(self.jsonl):
+            return []
+        with open(self.jsonl) as f:
+            return [json.loads(l) for l in f if l.strip().endswith("}")]
+
+    def stats(self):
+        try:
+            with open(self.stats_file) as f:
+                return json.load(f)
+        except (OSError, ValueError):
+            return {}
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def delivery_config(root, routes, extra=""):
+    """A daemon config whose [[route]]s send each domain to a sink port."""
+    route_text = "".join(f'\n[[route]]\ndomain = "{d}"\nto = "127.0.0.1:{p}"\n' for d, p in routes.items())
+    return default_config(root, extra, hold=False) + route_text
+
+
+def wait_for(predicate, timeout, interval=0.1):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    return predicate()
+
+
+def inject(port, messages, connections=8):
+    """Sends (sender, [recipients], tag) tuples over pipelining connections; returns acked tags."""
+    import threading
+    acked, errors = [], []
+    chunks = [messages[i::connections] for i in range(connections)]
+
+    def worker(chunk):
+        try:
+            c = SmtpClient(port)
+            c.read_reply()
+            c.command("EHLO inject.test")
+            for sender, rcpts, tag in chunk:
+                c.send(f"MAIL FROM:<{sender}>\r\n" + "".join(f"RCPT TO:<{r}>\r\n" for r in rcpts) + "DATA\r\n")
+                codes = [c.read_reply()[0] for _ in range(len(rcpts) + 2)]
+                assert codes[-1] == 354, codes
+                c.send(make_message(tag, size=1500) + b"\r\n.\r\n")
+                code, text = c.read_reply()
+                assert code == 250, text
+                acked.append(tag)
+            c.command("QUIT")
+            c.close()
+        except Exception as e:  # noqa: BLE001 - reported by the caller
+            errors.append(repr(e))
+
+    threads = [threading.Thread(target=worker, args=(ch,)) for ch in chunks]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=600)
+    return acked, errors

@@ -1,0 +1,253 @@
+#include "delivery/outcome.h"
+
+#include <gtest/gtest.h>
+
+namespace hikyaku::delivery {
+namespace {
+
+using smtp::ClientPhase;
+using Kind = Outcome::Kind;
+
+smtp::Reply R(int code, std::string enhanced = "", std::string text = "text") {
+  smtp::Reply r;
+  r.code = code;
+  r.enhanced = std::move(enhanced);
+  r.text = std::move(text);
+  return r;
+}
+
+// R1
+TEST(OutcomeTest, NonFinalCodesAreProtocolErrors) {
+  for (int code : {0, 150, 354, 600}) {
+    Outcome o = Classify(ClientPhase::kRcpt, R(code));
+    EXPECT_EQ(o.kind, Kind::kDeferred) << code;
+    EXPECT_EQ(o.enhanced, "4.5.0");
+    EXPECT_FALSE(o.host_failure);
+  }
+  EXPECT_TRUE(Classify(ClientPhase::kEhlo, R(354)).host_failure);
+}
+
+// R2
+TEST(OutcomeTest, PositiveAfterDataIsDelivered) {
+  Outcome o = Classify(ClientPhase::kDataEnd, R(250, "2.0.0", "Ok: queued as ABC"));
+  EXPECT_EQ(o.kind, Kind::kDelivered);
+  EXPECT_TRUE(o.delivered());
+  EXPECT_EQ(o.code, 250);
+  EXPECT_EQ(o.enhanced, "2.0.0");
+  EXPECT_EQ(o.text, "Ok: queued as ABC");
+  EXPECT_FALSE(o.host_failure);
+  EXPECT_EQ(Classify(ClientPhase::kDataEnd, R(250)).enhanced, "2.0.0");
+}
+
+TEST(OutcomeTest, PositiveAsDecidingReplyElsewhereIsProtocolError) {
+  Outcome o = Classify(ClientPhase::kBanner, R(250));
+  EXPECT_EQ(o.kind, Kind::kDeferred);
+  EXPECT_EQ(o.enhanced, "4.5.0");
+  EXPECT_TRUE(o.host_failure);
+}
+
+// R3
+TEST(OutcomeTest, ServiceClosingAnywhereIsDeferredHostFailure) {
+  for (ClientPhase phase : {ClientPhase::kBanner, ClientPhase::kEhlo, ClientPhase::kMail,
+                            ClientPhase::kRcpt, ClientPhase::kData, ClientPhase::kDataEnd}) {
+    Outcome o = Classify(phase, R(421, "", "mx.test Service not available"));
+    EXPECT_EQ(o.kind, Kind::kDeferred);
+    EXPECT_TRUE(o.host_failure);
+    EXPECT_EQ(o.enhanced, "4.0.0");
+    EXPECT_FALSE(o.throttled);
+  }
+  Outcome o = Classify(ClientPhase::kRcpt, R(421, "4.7.0", "Too many connections from your IP"));
+  EXPECT_TRUE(o.throttled);
+  EXPECT_TRUE(o.host_failure);
+}
+
+// R4
+TEST(OutcomeTest, ResetFailureIsDeferredNeverBounced) {
+  EXPECT_EQ(Classify(ClientPhase::kRset, R(554, "5.5.1")).kind, Kind::kDeferred);
+  EXPECT_EQ(Classify(ClientPhase::kRset, R(554, "5.5.1")).enhanced, "4.5.1");
+  EXPECT_EQ(Classify(ClientPhase::kQuit, R(500)).kind, Kind::kDeferred);
+}
+
+// R5
+TEST(OutcomeTest, TemporaryGreetingFailureTriesNextMx) {
+  for (ClientPhase phase : {ClientPhase::kBanner, ClientPhase::kEhlo, ClientPhase::kStartTls}) {
+    Outcome o = Classify(phase, R(450, "", "busy"));
+    EXPECT_EQ(o.kind, Kind::kDeferred);
+    EXPECT_TRUE(o.host_failure);
+  }
+}
+
+// R6
+TEST(OutcomeTest, PermanentGreetingFailureBouncesOnlyWhenNoMxIsLeft) {
+  Outcome o = Classify(ClientPhase::kBanner, R(554, "5.7.1", "Your IP is listed"));
+  EXPECT_EQ(o.kind, Kind::kBounced);
+  EXPECT_TRUE(o.host_failure);
+  EXPECT_EQ(o.enhanced, "5.7.1");
+  o = Classify(ClientPhase::kEhlo, R(550));
+  EXPECT_EQ(o.kind, Kind::kBounced);
+  EXPECT_TRUE(o.host_failure);
+  EXPECT_EQ(o.enhanced, "5.0.0");
+}
+
+// R7
+TEST(OutcomeTest, TooManyRecipients552IsTemporary) {
+  Outcome o = Classify(ClientPhase::kRcpt, R(552, "5.5.3", "Too many recipients"));
+  EXPECT_EQ(o.kind, Kind::kDeferred);
+  EXPECT_EQ(o.enhanced, "4.5.3");
+  EXPECT_FALSE(o.host_failure);
+  // 552 to the end of data is "message too big": permanent.
+  EXPECT_EQ(Classify(ClientPhase::kDataEnd, R(552, "5.3.4")).kind, Kind::kBounced);
+}
+
+// R8
+TEST(OutcomeTest, PermanentFailuresInTheTransactionBounce) {
+  for (ClientPhase phase :
+       {ClientPhase::kMail, ClientPhase::kRcpt, ClientPhase::kData, ClientPhase::kDataEnd}) {
+    Outcome o = Classify(phase, R(550, "5.1.1", "No such user"));
+    EXPECT_EQ(o.kind, Kind::kBounced);
+    EXPECT_FALSE(o.host_failure);
+    EXPECT_FALSE(o.throttled);
+    EXPECT_EQ(o.code, 550);
+    EXPECT_EQ(o.enhanced, "5.1.1");
+    EXPECT_EQ(o.text, "No such user");
+  }
+  EXPECT_EQ(Classify(ClientPhase::kRcpt, R(550)).enhanced, "5.0.0");
+  // The local SIZE refusal of ClientSession.
+  EXPECT_EQ(Classify(ClientPhase::kMail, R(552, "5.3.4")).kind, Kind::kBounced);
+}
+
+// R9
+TEST(OutcomeTest, TemporaryFailuresInTheTransactionDefer) {
+  for (ClientPhase phase :
+       {ClientPhase::kMail, ClientPhase::kRcpt, ClientPhase::kData, ClientPhase::kDataEnd}) {
+    Outcome o = Classify(phase, R(451, "4.3.0", "try later"));
+    EXPECT_EQ(o.kind, Kind::kDeferred);
+    EXPECT_FALSE(o.host_failure);
+    EXPECT_FALSE(o.throttled);
+  }
+  Outcome o = Classify(ClientPhase::kRcpt, R(452, "4.5.3", "Too many recipients"));
+  EXPECT_EQ(o.kind, Kind::kDeferred);
+  EXPECT_FALSE(o.throttled);
+  EXPECT_EQ(Classify(ClientPhase::kRcpt, R(450)).enhanced, "4.0.0");
+}
+
+// R11
+TEST(OutcomeTest, ThrottlingSignals) {
+  EXPECT_TRUE(Classify(ClientPhase::kMail, R(450, "4.7.0", "rate")).throttled);
+  EXPECT_TRUE(
+      Classify(ClientPhase::kDataEnd, R(451, "4.7.500", "Server busy. Please try again later"))
+          .throttled);
+  EXPECT_TRUE(
+      Classify(ClientPhase::kRcpt, R(421, "4.7.28", "unusual rate of unsolicited mail")).throttled);
+  EXPECT_TRUE(
+      Classify(ClientPhase::kBanner, R(421, "", "Too many concurrent SMTP connections")).throttled);
+  EXPECT_TRUE(Classify(ClientPhase::kMail, R(450, "", "Rate limit exceeded")).throttled);
+  EXPECT_TRUE(Classify(ClientPhase::kMail,
+                       R(421, "", "[TSS04] Messages temporarily deferred due to volume"))
+                  .throttled);
+  // Greylisting is not a rate signal, even with 4.7.1.
+  EXPECT_FALSE(Classify(ClientPhase::kRcpt, R(450, "4.7.1", "Greylisted, try again in 5 minutes"))
+                   .throttled);
+  EXPECT_FALSE(Classify(ClientPhase::kRcpt, R(451, "4.7.1", "Please retry: graylisting in action"))
+                   .throttled);
+  // Permanent policy failures are bounces, not throttling.
+  EXPECT_FALSE(Classify(ClientPhase::kRcpt, R(550, "5.7.1", "rate limit")).throttled);
+  EXPECT_FALSE(IsThrottlingReply(R(250, "2.0.0", "too many connections")));
+}
+
+// N1
+TEST(OutcomeTest, ConnectFailuresAreDeadHosts) {
+  NetworkFailure f;
+  f.peer = "192.0.2.1:25";
+  f.error = NetworkError::kConnectRefused;
+  Outcome o = Classify(f);
+  EXPECT_EQ(o.kind, Kind::kDeferred);
+  EXPECT_TRUE(o.host_failure);
+  EXPECT_EQ(o.code, 0);
+  EXPECT_EQ(o.enhanced, "4.4.1");
+  EXPECT_EQ(o.text, "connect to 192.0.2.1:25: Connection refused");
+  EXPECT_EQ(o.Summary(), "4.4.1 connect to 192.0.2.1:25: Connection refused");
+
+  f.error = NetworkError::kConnectTimeout;
+  o = Classify(f);
+  EXPECT_TRUE(o.host_failure);
+  EXPECT_EQ(o.text, "connect to 192.0.2.1:25: Connection timed out");
+
+  f.error = NetworkError::kConnectFailed;
+  f.detail = "Network is unreachable";
+  o = Classify(f);
+  EXPECT_TRUE(o.host_failure);
+  EXPECT_EQ(o.text, "connect to 192.0.2.1:25: Network is unreachable");
+}
+
+// N2
+TEST(OutcomeTest, TimeoutsAndLostConnections) {
+  NetworkFailure f;
+  f.peer = "192.0.2.1:25";
+  f.error = NetworkError::kTimeout;
+  f.phase = ClientPhase::kBanner;
+  Outcome o = Classify(f);
+  EXPECT_EQ(o.kind, Kind::kDeferred);
+  EXPECT_TRUE(o.host_failure);  // silent banner: dead host
+  EXPECT_EQ(o.enhanced, "4.4.2");
+  EXPECT_EQ(o.text,
+            "conversation with 192.0.2.1:25 timed out while receiving the initial server greeting");
+
+  f.phase = ClientPhase::kDataEnd;
+  o = Classify(f);
+  EXPECT_FALSE(o.host_failure);
+  EXPECT_EQ(o.kind, Kind::kDeferred);
+
+  f.error = NetworkError::kConnectionLost;
+  f.phase = ClientPhase::kRcpt;
+  f.detail = "Connection reset by peer";
+  o = Classify(f);
+  EXPECT_EQ(o.kind, Kind::kDeferred);
+  EXPECT_FALSE(o.host_failure);
+  EXPECT_EQ(o.text,
+            "lost connection with 192.0.2.1:25 while sending RCPT TO: Connection reset by peer");
+  f.phase = ClientPhase::kEhlo;
+  EXPECT_TRUE(Classify(f).host_failure);
+}
+
+// N3, N4, N5
+TEST(OutcomeTest, TlsProtocolAndLocalFailures) {
+  NetworkFailure f;
+  f.peer = "[2001:db8::1]:25";
+  f.error = NetworkError::kTlsFailed;
+  f.phase = ClientPhase::kStartTls;
+  f.detail = "wrong version number";
+  Outcome o = Classify(f);
+  EXPECT_EQ(o.kind, Kind::kDeferred);
+  EXPECT_TRUE(o.tls_failed);
+  EXPECT_FALSE(o.host_failure);
+  EXPECT_EQ(o.enhanced, "4.7.5");
+  EXPECT_FALSE(o.throttled);
+
+  f.error = NetworkError::kProtocolError;
+  f.phase = ClientPhase::kMail;
+  o = Classify(f);
+  EXPECT_EQ(o.enhanced, "4.5.0");
+  EXPECT_FALSE(o.host_failure);
+
+  f.error = NetworkError::kLocal;
+  f.detail = "cannot bind 198.51.100.7: Cannot assign requested address";
+  o = Classify(f);
+  EXPECT_EQ(o.kind, Kind::kDeferred);
+  EXPECT_EQ(o.enhanced, "4.3.0");
+  EXPECT_FALSE(o.host_failure);
+}
+
+TEST(OutcomeTest, SummaryIsOneLine) {
+  Outcome o = Classify(ClientPhase::kRcpt, R(550, "5.1.1", "line one\nline two"));
+  EXPECT_EQ(o.Summary(), "550 5.1.1 line one line two");
+  EXPECT_EQ(ToString(o.kind), "bounced");
+}
+
+TEST(OutcomeTest, ClassifiesSessionResults) {
+  smtp::RecipientResult result{ClientPhase::kDataEnd, R(250, "2.0.0", "ok"), false};
+  EXPECT_TRUE(Classify(result).delivered());
+}
+
+}  // namespace
+}  // namespace hikyaku::delivery
