@@ -41,8 +41,12 @@ class BenchError(Exception):
     """A failure of the benchmark setup or of a system under test."""
 
 
+# Prefix of progress lines; bench/relay.py, which imports this module, sets its own.
+LOG_TAG = "inject"
+
+
 def log(msg):
-    print(f"[inject {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+    print(f"[{LOG_TAG} {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
 def run(cmd, timeout=60, check=True, **kw):
@@ -616,7 +620,7 @@ class PostfixSystem:
         os.makedirs(data, exist_ok=True)
         shutil.chown(data, "postfix", "postfix")
         with open(os.path.join(self.conf, "main.cf"), "w") as f:
-            f.write(POSTFIX_MAIN_CF.format(queue=self.queue, data=data))
+            f.write(self.main_cf(self.queue, data))
         with open(os.path.join(self.conf, "master.cf"), "w") as f:
             f.write(POSTFIX_MASTER_CF.format(port=self.port))
         cmd = cgroup.wrap() + tracer.wrap() + f"exec {nice_prefix(self.args)}postfix -c {self.conf} start"
@@ -628,6 +632,10 @@ class PostfixSystem:
             raise BenchError(f"postfix start failed: {p.stdout}{p.stderr}{chk.stderr}".strip())
         wait_banner(self.port, time.monotonic() + 60, what="postfix")
         return self.port
+
+    def main_cf(self, queue, data):
+        """The instance's main.cf (bench/relay.py overrides it to deliver)."""
+        return POSTFIX_MAIN_CF.format(queue=queue, data=data)
 
     def main_pid(self):
         try:
@@ -696,7 +704,7 @@ listen = "127.0.0.1:{self.http_port}"
 
 [events]
 path = "{self.events}"
-""")
+{self.extra_config()}""")
         self.log = open(os.path.join(self.workdir, "hikyaku.log"), "w")
         cmd = cgroup.wrap() + tracer.wrap() + f'exec {nice_prefix(self.args)}"$0" serve -c "$1"'
         self.proc = subprocess.Popen(["sh", "-c", cmd, self.args.hikyaku, cfg],
@@ -713,6 +721,11 @@ path = "{self.events}"
             status = f"exited with status {rc}" if rc is not None else "still running"
             raise BenchError(f"hikyaku did not come up ({status}); its output:\n{tail}")
         return self.port
+
+    def extra_config(self):
+        """TOML appended to the generated configuration (bench/relay.py adds
+        [delivery] and [[route]] tables)."""
+        return ""
 
     def main_pid(self):
         return self.proc.pid if self.proc else None

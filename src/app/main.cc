@@ -13,6 +13,7 @@
 #include <spdlog/spdlog.h>
 
 #include "app/daemon.h"
+#include "app/demo.h"
 #include "app/queues_command.h"
 #include "app/spool_commands.h"
 #include "auth/password.h"
@@ -100,6 +101,8 @@ int main(int argc, char** argv) {
 
   std::function<int()> sink_run;
   hikyaku::sink::AddSinkCommand(app, sink_run);
+  std::function<int()> demo_run;
+  hikyaku::app::AddDemoCommand(app, demo_run);
 
   try {
     app.parse(argc, argv);
@@ -109,6 +112,7 @@ int main(int argc, char** argv) {
   }
 
   if (sink_run) return sink_run();
+  if (demo_run) return demo_run();
   if (*version) {
     std::cout << "hikyaku " << HIKYAKU_VERSION << "\n";
     return 0;

@@ -572,7 +572,7 @@ constexpr std::array<Field<ServerConfig>, 1> kServerFields{{
 
 // ---- [spool]
 
-constexpr std::array<Field<SpoolConfig>, 3> kSpoolFields{{
+constexpr std::array<Field<SpoolConfig>, 4> kSpoolFields{{
     {"path",
      [](Reader& r, const Node& n, const Path& p, SpoolConfig& c) {
        if (auto path = ReadPath(r, n, p)) c.path = *path;
@@ -592,6 +592,10 @@ constexpr std::array<Field<SpoolConfig>, 3> kSpoolFields{{
     {"memtable_size",
      [](Reader& r, const Node& n, const Path& p, SpoolConfig& c) {
        if (auto size = r.Size(n, p, 1ull << 20, 4ull << 30)) c.memtable_size = *size;
+     }},
+    {"commit_delay",
+     [](Reader& r, const Node& n, const Path& p, SpoolConfig& c) {
+       if (auto d = r.DurationIn(n, p, Duration(0), std::chrono::milliseconds(100))) c.commit_delay = *d;
      }},
 }};
 

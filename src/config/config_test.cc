@@ -329,6 +329,7 @@ TEST(ParseConfigTest, OutOfRangeValuesAreReported) {
   ExpectOneError("[spool]\nmemtable_size = \"512KB\"\n", 2, "spool.memtable_size",
                  "must be between 1MB and 4GB, got 512KB");
   ExpectOneError("[spool]\nmemtable_size = \"5GB\"\n", 2, "spool.memtable_size", "got 5GB");
+  ExpectOneError("[spool]\ncommit_delay = \"1s\"\n", 2, "spool.commit_delay", "");
   ExpectOneError("[smtp_in]\nmax_message_size = 1023\n", 2, "smtp_in.max_message_size",
                  "between 1KB and 1GB, got 1023B");
   ExpectOneError("[smtp_in]\nmax_message_size = -5\n", 2, "smtp_in.max_message_size",
@@ -579,7 +580,7 @@ TEST(ParseConfigTest, AllErrorsAreReportedAtOnceInLineOrder) {
   EXPECT_EQ(got, want) << Dump(errors);
   EXPECT_EQ(
       errors[5].ToString(),
-      "test.toml:9:1: spool.colour: unknown key (expected one of: path, sync, memtable_size)");
+      "test.toml:9:1: spool.colour: unknown key (expected one of: path, sync, memtable_size, commit_delay)");
 }
 
 // ---- [delivery], [retry], [dns]
@@ -1007,6 +1008,7 @@ TEST(KnownKeysTest, ListsEveryAcceptedKeyOnce) {
                           "spool.path",
                           "spool.sync",
                           "spool.memtable_size",
+                          "spool.commit_delay",
                           "smtp_in.listen",
                           "smtp_in.relay_networks",
                           "smtp_in.max_message_size",
@@ -1062,7 +1064,7 @@ TEST(KnownKeysTest, ListsEveryAcceptedKeyOnce) {
                           "site.max_messages_per_connection"}) {
     EXPECT_TRUE(unique.count(key)) << key;
   }
-  EXPECT_EQ(keys.size(), 57u);
+  EXPECT_EQ(keys.size(), 58u);
 }
 
 }  // namespace

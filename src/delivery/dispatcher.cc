@@ -44,6 +44,11 @@ std::string DomainOf(std::string_view address) {
   return dns::NormalizeName(at == std::string_view::npos ? std::string_view() : address.substr(at + 1));
 }
 
+// HostHealth is keyed by host and port: static routes may point several
+// sites at one address with different ports, and one of them being dead
+// says nothing about the others.
+std::string HealthKey(const dns::MxHost& host) { return host.name + ":" + std::to_string(host.port); }
+
 bool MatchesPattern(std::string_view host, std::string_view pattern) {
   if (pattern.starts_with("*.")) {
     std::string_view suffix = pattern.substr(1);  // ".example.jp"
@@ -441,7 +446,7 @@ class Dispatcher::Impl : public std::enable_shared_from_this<Impl> {
       return;
     }
     bool reachable = std::any_of(info.hosts.begin(), info.hosts.end(),
-                                 [&](const dns::MxHost& h) { return health_.Available(h.name, now); });
+                                 [&](const dns::MxHost& h) { return health_.Available(HealthKey(h), now); });
     if (!reachable) {
       if (info.opening == 0) DeferUnreachable(site);
       starved_.erase(site.value);
@@ -482,7 +487,8 @@ class Dispatcher::Impl : public std::enable_shared_from_this<Impl> {
     std::unique_ptr<SmtpConnection> conn;
     Where where;
     for (const auto& host : hosts) {
-      if (!health_.Usable(host.name, clock_.Now())) continue;
+      const std::string health_key = HealthKey(host);
+      if (!health_.Usable(health_key, clock_.Now())) continue;
       bool opened = false;
       for (const auto& address : host.addresses) {
         ConnectionOptions options = options_;
@@ -502,10 +508,10 @@ class Dispatcher::Impl : public std::enable_shared_from_this<Impl> {
         conn.reset();
       }
       if (opened) {
-        health_.Success(host.name);
+        health_.Success(health_key);
         break;
       }
-      health_.Failure(host.name, clock_.Now());
+      health_.Failure(health_key, clock_.Now());
     }
     --info.opening;
     if (!conn) {
@@ -539,7 +545,9 @@ class Dispatcher::Impl : public std::enable_shared_from_this<Impl> {
         spdlog::error("delivery: cannot read message {}: {}", batch.front().message.ToString(),
                       message.error().ToString());
         if (message.error().code() == ErrorCode::kNotFound) {
-          for (const auto& q : batch) scheduler_.Bounced(site), --queued_;  // already gone: nothing to send
+          // Already gone (removed by an earlier outcome): nothing left to send.
+          scheduler_.Bounced(site, static_cast<uint32_t>(batch.size()));
+          queued_ -= std::min<uint64_t>(queued_, batch.size());
           continue;
         }
         scheduler_.Requeue(site, batch, lane);
@@ -573,8 +581,9 @@ class Dispatcher::Impl : public std::enable_shared_from_this<Impl> {
       auto it = sites_.find(site.id().value);
       if (it != sites_.end()) {
         for (const auto& h : it->second.hosts) {
-          nlohmann::json host = {{"name", h.name}, {"state", queue::ToString(health_.State(h.name))}};
-          if (auto until = health_.DownUntil(h.name)) host["down_until"] = ToUnixMillis(*until);
+          const std::string key = HealthKey(h);
+          nlohmann::json host = {{"name", h.name}, {"port", h.port}, {"state", queue::ToString(health_.State(key))}};
+          if (auto until = health_.DownUntil(key)) host["down_until"] = ToUnixMillis(*until);
           hosts.push_back(std::move(host));
         }
       }

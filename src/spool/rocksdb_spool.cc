@@ -183,6 +183,10 @@ Result<Database> OpenDatabase(const SpoolOptions& options, rocksdb::Env* env,
   return out;
 }
 
+// A commit group this large syncs at once; a smaller one may wait up to
+// SpoolOptions::commit_delay for more writers.
+constexpr size_t kCommitGroupTarget = 64;
+
 struct Request {
   enum class Kind { kAppend, kUpdate, kRemove };
   Kind kind = Kind::kAppend;
@@ -380,6 +384,17 @@ class RocksDbSpool final : public Spool {
         // Everything that arrived while the previous write and sync ran goes
         // into this one: that is what makes one fdatasync cover many writers.
         group.swap(pending_);
+        // Commit delay (as PostgreSQL's commit_delay): under load many
+        // writers are a round trip away from their next append; waiting a
+        // moment lets one sync cover them too. Only a small group waits, and
+        // only with sync = group, where the sync is the expensive part.
+        if (sync_ == config::SyncMode::kGroup && options_.commit_delay.count() > 0 &&
+            group.size() < kCommitGroupTarget && !closing_) {
+          const auto deadline = std::chrono::steady_clock::now() + options_.commit_delay;
+          cv_.wait_until(lock, deadline, [&] { return closing_ || group.size() + pending_.size() >= kCommitGroupTarget; });
+          for (auto& r : pending_) group.push_back(std::move(r));
+          pending_.clear();
+        }
       }
       Commit(group);
       group.clear();

@@ -126,6 +126,9 @@ struct SpoolOptions {
   std::filesystem::path path;
   config::SyncMode sync = config::SyncMode::kGroup;
   uint64_t memtable_size = 64ull << 20;
+  // sync = group: a group smaller than kCommitGroupTarget waits up to this
+  // long for more writers before its sync (see docs/spool.md).
+  Duration commit_delay = std::chrono::milliseconds(1);
   // zstd-compress message content before it is written (to the WAL and to
   // the blob files). Costs CPU on the appending thread; halves the disk
   // bytes of typical mail. See docs/spool.md.

@@ -115,6 +115,7 @@ class Daemon:
         path = os.path.join(self.root, "client.toml")
         with open(self.config_path) as f:
             text = f.read().replace('listen = ["127.0.0.1:0"]', f'listen = ["127.0.0.1:{self.smtp_port}"]')
+            text = text.replace('listen = "127.0.0.1:0"', f'listen = "127.0.0.1:{self.http_port}"')
         with open(path, "w") as f:
             f.write(text)
         return path

@@ -145,6 +145,19 @@ class DeliveryTest(unittest.TestCase):
         done.set()
         watcher.join()
         self.assertTrue(ok, "live sites did not receive their mail")
+        # Once the blackhole is known to be down, live mail still flows at once
+        # (a dead host on one site says nothing about the others).
+        def hole_down():
+            for s in json.loads(self.d.http("GET", "/api/v1/queues")[1])["sites"]:
+                if s["site"].endswith(f":{hole.port}"):
+                    return any(h["state"] != "up" for h in s["hosts"])
+            return False
+        self.assertTrue(harness.wait_for(hole_down, 20), "the blackhole host was never marked down")
+        more = [(f"t{i}@example.com", [f"late{i}@live1.test"], f"late{i}") for i in range(100)]
+        acked, errors = harness.inject(self.d.smtp_port, more, connections=2)
+        self.assertEqual(errors, [])
+        self.assertTrue(harness.wait_for(lambda: len(live1.records()) >= 300, 10),
+                        "live mail stalled while the blackhole was down")
         self.assertLessEqual(max_hole_connections, 1, "the blackhole site held more than one connection")
         queues = json.loads(self.d.http("GET", "/api/v1/queues")[1])
         hole_site = [s for s in queues["sites"] if s["site"].endswith(f":{hole.port}")][0]
@@ -153,6 +166,15 @@ class DeliveryTest(unittest.TestCase):
         self.assertTrue(any(h["state"] != "up" for h in hole_site["hosts"]))
         deferred = [e for e in self.d.events() if e["type"] == "deferred" and e["recipient"].endswith("hole.test")]
         self.assertTrue(deferred, "no deferral event explains the waiting recipients")
+        # The operator's view from the command line shows the same.
+        import subprocess
+        out = subprocess.run([harness.BIN, "queues", "-c", self.d.client_config()], capture_output=True, timeout=30)
+        self.assertEqual(out.returncode, 0, out.stderr.decode())
+        table = out.stdout.decode()
+        hole_line = [l for l in table.splitlines() if f":{hole.port}" in l][0]
+        self.assertRegex(hole_line, r"\[127\.0\.0\.1 (down|probing)\]")
+        live_line = [l for l in table.splitlines() if f":{live1.port}" in l][0]
+        self.assertIn("250", live_line)
 
 
 if __name__ == "__main__":
