@@ -301,8 +301,24 @@ class Dispatcher::Impl : public std::enable_shared_from_this<Impl> {
         {"queue_time_ms", queue_ms}, {"index", q.index},
     };
     std::string recipient_text(recipient);
-    if (recipient_text.empty()) recipient_text = "(index " + std::to_string(q.index) + ")@" + domain;
-    events_.Write(events::Event{now, type, q.message, sender, recipient_text, extra});
+    std::string_view sender_text = sender;
+    if (recipient_text.empty()) {
+      // Outcomes decided without a transaction (DNS, all hosts down) know the
+      // recipient only by index: read the address back (rare paths; the
+      // last message read is kept for its siblings).
+      if (!event_message_ || event_message_->id != q.message) {
+        auto m = spool_.ReadMessage(q.message);
+        event_message_ = m ? std::optional<spool::IncomingMessage>(std::move(*m)) : std::nullopt;
+        if (event_message_) event_message_->content.clear();
+      }
+      if (event_message_ && q.index < event_message_->recipients.size()) {
+        recipient_text = event_message_->recipients[q.index];
+        sender_text = event_message_->sender;
+      } else {
+        recipient_text = "(index " + std::to_string(q.index) + ")@" + domain;
+      }
+    }
+    events_.Write(events::Event{now, type, q.message, sender_text, recipient_text, extra});
   }
 
   void LogSpoolError(Result<void> r) {
@@ -636,6 +652,7 @@ class Dispatcher::Impl : public std::enable_shared_from_this<Impl> {
   std::unordered_set<std::string> no_tls_;
   std::unordered_map<uint64_t, MessageEntry> messages_;
   TimePoint last_snapshot_;
+  std::optional<spool::IncomingMessage> event_message_;  // WriteEvent's one-message cache
 
  public:
   std::atomic<uint64_t> delivered_{0}, deferred_{0}, bounced_{0}, expired_{0}, connections_opened_{0}, queued_{0};
