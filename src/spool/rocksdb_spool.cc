@@ -214,6 +214,7 @@ class RocksDbSpool final : public Spool {
         database_(std::move(database)),
         statistics_(std::move(statistics)) {
     commit_thread_ = std::thread([this] { CommitLoop(); });
+    reclaim_thread_ = std::thread([this] { ReclaimLoop(); });
   }
 
   ~RocksDbSpool() override { Close(); }
@@ -334,6 +335,7 @@ class RocksDbSpool final : public Spool {
     stats.flush_bytes = statistics_->getTickerCount(rocksdb::FLUSH_WRITE_BYTES);
     stats.blob_bytes = statistics_->getTickerCount(rocksdb::BLOB_DB_BLOB_FILE_BYTES_WRITTEN);
     stats.compaction_bytes = statistics_->getTickerCount(rocksdb::COMPACT_WRITE_BYTES);
+    stats.reclaims = reclaims_.load();
     return stats;
   }
 
@@ -344,9 +346,11 @@ class RocksDbSpool final : public Spool {
       closing_ = true;
     }
     cv_.notify_all();
+    cv_reclaim_.notify_all();
     // The commit thread drains every request queued before `closing_` was
     // set, so each of them gets its real outcome, not kUnavailable.
     if (commit_thread_.joinable()) commit_thread_.join();
+    if (reclaim_thread_.joinable()) reclaim_thread_.join();
 
     std::unique_lock lock(db_mu_);
     closed_ = true;
@@ -448,7 +452,7 @@ class RocksDbSpool final : public Spool {
     std::vector<std::optional<Error>> outcome(group.size());
     std::unordered_map<uint64_t, const Request*> appended;
     std::unordered_map<std::string, std::string> staged;
-    size_t appends = 0, updates = 0;
+    size_t appends = 0, updates = 0, removes = 0;
     for (size_t i = 0; i < group.size(); ++i) {
       Request& r = group[i];
       if (r.rejected) {
@@ -488,6 +492,7 @@ class RocksDbSpool final : public Spool {
           staged.erase(rkey);
         }
         ++updates;
+        ++removes;
       } else {
         const std::string rkey = RecipientKey(r.id, r.update.index);
         auto current = CurrentRecipient(rkey, r.update, staged, appended);
@@ -532,6 +537,8 @@ class RocksDbSpool final : public Spool {
       needs_resume_ = false;
       orphans_.clear();
       appends_.fetch_add(appends, std::memory_order_relaxed);
+      removes_since_reclaim_.fetch_add(removes, std::memory_order_relaxed);
+      if (appends > 0) last_append_ = std::chrono::steady_clock::now().time_since_epoch().count();
       updates_.fetch_add(updates, std::memory_order_relaxed);
     }
 
@@ -613,9 +620,50 @@ class RocksDbSpool final : public Spool {
   std::mutex close_mu_;
   std::mutex mu_;  // guards pending_ and closing_
   std::condition_variable cv_;
+  std::condition_variable cv_reclaim_;
   std::vector<Request> pending_;
   bool closing_ = false;
   std::thread commit_thread_;
+  std::thread reclaim_thread_;
+  std::atomic<uint64_t> removes_since_reclaim_{0};
+  std::atomic<int64_t> last_append_{0};  // steady_clock ticks of the last committed append
+  std::atomic<uint64_t> reclaims_{0};
+
+  // Deleted messages leave tombstones in the memtable and bodies in blob
+  // files until compaction meets them; with no new writes, none would ever
+  // run. When the spool has gone quiet after many removals, flush and
+  // compact once, which drops the tombstoned keys and with them every blob
+  // file no live key references.
+  void ReclaimLoop() {
+    const auto poll = std::min<std::chrono::steady_clock::duration>(options_.reclaim_idle / 2 + std::chrono::milliseconds(1),
+                                                                      std::chrono::seconds(5));
+    std::unique_lock lock(mu_);
+    while (!closing_) {
+      cv_reclaim_.wait_for(lock, poll, [this] { return closing_; });
+      if (closing_) return;
+      if (removes_since_reclaim_.load() < options_.reclaim_after_removes) continue;
+      const auto idle = std::chrono::steady_clock::now().time_since_epoch().count() - last_append_.load();
+      if (idle < std::chrono::duration_cast<std::chrono::steady_clock::duration>(options_.reclaim_idle).count())
+        continue;
+      lock.unlock();
+      Reclaim();
+      lock.lock();
+    }
+  }
+
+  void Reclaim() {
+    std::shared_lock db_lock(db_mu_);
+    if (db() == nullptr || database_.read_only) return;
+    removes_since_reclaim_.store(0);
+    rocksdb::FlushOptions flush;
+    flush.wait = true;
+    db()->Flush(flush, {content(), meta(), recipients()}).PermitUncheckedError();
+    rocksdb::CompactRangeOptions compact;
+    compact.bottommost_level_compaction = rocksdb::BottommostLevelCompaction::kForce;
+    for (auto* family : {content(), meta(), recipients()})
+      db()->CompactRange(compact, family, nullptr, nullptr).PermitUncheckedError();
+    reclaims_.fetch_add(1);
+  }
   bool closed_ = false;  // guarded by db_mu_
 
   // Commit thread only.

@@ -360,6 +360,50 @@ TEST(RocksDbSpoolTest, RemoveMessageDeletesEveryRecordDurably) {
   ExpectStored(*spool, kept);
 }
 
+uint64_t BlobBytes(const std::filesystem::path& dir) {
+  uint64_t total = 0;
+  for (const auto& e : std::filesystem::directory_iterator(dir))
+    if (e.path().extension() == ".blob") total += e.file_size();
+  return total;
+}
+
+TEST(RocksDbSpoolTest, SpaceOfRemovedMessagesComesBackOnceQuiet) {
+  TempDir dir;
+  SpoolOptions options = Options(dir.path());
+  options.memtable_size = 1 << 20;  // bodies reach blob files early
+  options.reclaim_after_removes = 10;
+  options.reclaim_idle = std::chrono::milliseconds(200);
+  auto spool = MustOpen(options);
+  ASSERT_TRUE(spool);
+  std::mt19937_64 rng(7);
+  std::vector<IncomingMessage> messages;
+  for (uint64_t n = 1; n <= 400; ++n) {
+    IncomingMessage m = MakeMessage(n, 1, 100);
+    std::string noise(8000, '\0');
+    for (auto& c : noise) c = static_cast<char>('A' + rng() % 26 + (rng() % 2) * 32);  // hardly compressible
+    m.content += noise;
+    ASSERT_TRUE(AppendAndWait(*spool, m));
+    messages.push_back(std::move(m));
+  }
+  // A memtable of 1 MB and ~2.5 MB of compressed bodies: flushes put some
+  // into blob files (flushes run in the background).
+  for (int i = 0; i < 100 && BlobBytes(options.path) == 0; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  ASSERT_GT(BlobBytes(options.path), 0u);
+  for (const auto& m : messages) {
+    std::promise<Result<void>> promise;
+    spool->RemoveMessage(m.id, 1, [&promise](Result<void> r) { promise.set_value(std::move(r)); });
+    ASSERT_TRUE(promise.get_future().get());
+  }
+  for (int i = 0; i < 100 && spool->Stats().reclaims == 0; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_GE(spool->Stats().reclaims, 1u);
+  for (int i = 0; i < 100 && BlobBytes(options.path) > 0; ++i)  // obsolete files go in the background
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_EQ(BlobBytes(options.path), 0u) << "blob files of removed messages are still on disk";
+  EXPECT_TRUE(Pending(*spool).empty());
+}
+
 TEST(RocksDbSpoolTest, UpdateInTheSameGroupAsItsAppendApplies) {
   TempDir dir;
   IncomingMessage m = MakeMessage(1, 2);

@@ -67,6 +67,7 @@ struct SpoolStats {
   uint64_t syncs = 0;           // WAL fdatasyncs issued
   uint64_t failed_appends = 0;
   uint64_t updates = 0;         // recipient updates committed
+  uint64_t reclaims = 0;        // flush + compaction runs that gave space back
   uint64_t resumes = 0;         // successful recoveries from a background error (e.g. disk full)
   // RocksDB's own byte counters since open (the disk-write budget, see
   // docs/spool.md). Bytes written ~ wal + flush + compaction; blob_bytes is
@@ -129,6 +130,12 @@ struct SpoolOptions {
   // sync = group: a group smaller than kCommitGroupTarget waits up to this
   // long for more writers before its sync (see docs/spool.md).
   Duration commit_delay = std::chrono::milliseconds(1);
+  // Space reclamation: once at least `reclaim_after_removes` messages were
+  // removed and no message was appended for `reclaim_idle`, the spool
+  // flushes and compacts, so the disk space of delivered mail comes back
+  // after a campaign instead of waiting for the next one's writes.
+  uint64_t reclaim_after_removes = 1000;
+  Duration reclaim_idle = std::chrono::seconds(30);
   // zstd-compress message content before it is written (to the WAL and to
   // the blob files). Costs CPU on the appending thread; halves the disk
   // bytes of typical mail. See docs/spool.md.
