@@ -723,9 +723,10 @@ path = "{self.events}"
         return self.port
 
     def extra_config(self):
-        """TOML appended to the generated configuration (bench/relay.py adds
-        [delivery] and [[route]] tables)."""
-        return ""
+        """TOML appended to the generated configuration (bench/relay.py
+        replaces it with its [delivery] and [[route]] tables). Injection
+        alone: hikyaku holds the mail, as the Postfix under test does."""
+        return "\n[delivery]\nhold = true\n"
 
     def main_pid(self):
         return self.proc.pid if self.proc else None
