@@ -88,7 +88,7 @@ int RunDaemon(const config::Config& config) {
   auto recovered = (*spool)->ForEachPending([&](const spool::RecipientRecord& r) {
     ++recovered_recipients;
     if (r.message != last) ++recovered_messages, last = r.message;
-    dispatcher.Recover(r, TimePoint());
+    dispatcher.Recover(r);
   });
   if (!recovered) {
     std::cerr << "hikyaku: cannot read the spool at " << config.spool.path.string() << ": "

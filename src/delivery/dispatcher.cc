@@ -666,7 +666,7 @@ Dispatcher::Dispatcher(asio::io_context& context, const config::Config& config, 
 
 Dispatcher::~Dispatcher() = default;
 
-void Dispatcher::Recover(const spool::RecipientRecord& record, TimePoint) { impl_->Recover(record); }
+void Dispatcher::Recover(const spool::RecipientRecord& record) { impl_->Recover(record); }
 
 void Dispatcher::Accept(MessageId id, TimePoint received_at, std::vector<std::string> recipients) {
   // Runs on the spool's commit thread: hop to the dispatcher's thread.

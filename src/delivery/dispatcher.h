@@ -54,7 +54,9 @@ class Dispatcher {
   ~Dispatcher();
 
   // A recovered recipient (start-up, before Start()).
-  void Recover(const spool::RecipientRecord& record, TimePoint received_at);
+  // Its age (for retry.max_age) comes from the MessageId, which carries the
+  // arrival time: recovery needs no extra read.
+  void Recover(const spool::RecipientRecord& record);
   // A newly accepted message; any thread.
   void Accept(MessageId id, TimePoint received_at, std::vector<std::string> recipients);
 
