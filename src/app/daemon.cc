@@ -55,6 +55,7 @@ int RunDaemon(const config::Config& config) {
   spool_options.sync = config.spool.sync;
   spool_options.memtable_size = config.spool.memtable_size;
   spool_options.commit_delay = config.spool.commit_delay;
+  spool_options.commit_group = config.spool.commit_group;
   auto spool = spool::OpenRocksDbSpool(spool_options);
   if (!spool) {
     std::cerr << "hikyaku: cannot open the spool at " << config.spool.path.string() << ": "

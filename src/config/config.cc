@@ -572,7 +572,7 @@ constexpr std::array<Field<ServerConfig>, 1> kServerFields{{
 
 // ---- [spool]
 
-constexpr std::array<Field<SpoolConfig>, 4> kSpoolFields{{
+constexpr std::array<Field<SpoolConfig>, 5> kSpoolFields{{
     {"path",
      [](Reader& r, const Node& n, const Path& p, SpoolConfig& c) {
        if (auto path = ReadPath(r, n, p)) c.path = *path;
@@ -596,6 +596,10 @@ constexpr std::array<Field<SpoolConfig>, 4> kSpoolFields{{
     {"commit_delay",
      [](Reader& r, const Node& n, const Path& p, SpoolConfig& c) {
        if (auto d = r.DurationIn(n, p, Duration(0), std::chrono::milliseconds(100))) c.commit_delay = *d;
+     }},
+    {"commit_group",
+     [](Reader& r, const Node& n, const Path& p, SpoolConfig& c) {
+       if (auto v = r.Integer(n, p, 1, 10'000)) c.commit_group = static_cast<uint32_t>(*v);
      }},
 }};
 

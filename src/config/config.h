@@ -38,6 +38,9 @@ struct SpoolConfig {
   // sync = group: how long a small commit group may wait for more writers
   // before its fdatasync (fewer syncs per message under load).
   Duration commit_delay = std::chrono::milliseconds(1);
+  // sync = group: a group of this many writes syncs without waiting out
+  // commit_delay; under load at most one sync per commit_group messages.
+  uint32_t commit_group = 32;
 };
 
 // A certificate and private key pair, defined once under [tls.NAME] and

@@ -330,6 +330,7 @@ TEST(ParseConfigTest, OutOfRangeValuesAreReported) {
                  "must be between 1MB and 4GB, got 512KB");
   ExpectOneError("[spool]\nmemtable_size = \"5GB\"\n", 2, "spool.memtable_size", "got 5GB");
   ExpectOneError("[spool]\ncommit_delay = \"1s\"\n", 2, "spool.commit_delay", "");
+  ExpectOneError("[spool]\ncommit_group = 0\n", 2, "spool.commit_group", "");
   ExpectOneError("[smtp_in]\nmax_message_size = 1023\n", 2, "smtp_in.max_message_size",
                  "between 1KB and 1GB, got 1023B");
   ExpectOneError("[smtp_in]\nmax_message_size = -5\n", 2, "smtp_in.max_message_size",
@@ -580,7 +581,7 @@ TEST(ParseConfigTest, AllErrorsAreReportedAtOnceInLineOrder) {
   EXPECT_EQ(got, want) << Dump(errors);
   EXPECT_EQ(
       errors[5].ToString(),
-      "test.toml:9:1: spool.colour: unknown key (expected one of: path, sync, memtable_size, commit_delay)");
+      "test.toml:9:1: spool.colour: unknown key (expected one of: path, sync, memtable_size, commit_delay, commit_group)");
 }
 
 // ---- [delivery], [retry], [dns]
@@ -1009,6 +1010,7 @@ TEST(KnownKeysTest, ListsEveryAcceptedKeyOnce) {
                           "spool.sync",
                           "spool.memtable_size",
                           "spool.commit_delay",
+                          "spool.commit_group",
                           "smtp_in.listen",
                           "smtp_in.relay_networks",
                           "smtp_in.max_message_size",
@@ -1064,7 +1066,7 @@ TEST(KnownKeysTest, ListsEveryAcceptedKeyOnce) {
                           "site.max_messages_per_connection"}) {
     EXPECT_TRUE(unique.count(key)) << key;
   }
-  EXPECT_EQ(keys.size(), 58u);
+  EXPECT_EQ(keys.size(), 59u);
 }
 
 }  // namespace

@@ -46,15 +46,31 @@ std::string DataReader::TakeContent() {
   return out;
 }
 
-void DataReader::Emit(std::string_view bytes) {
-  if (!eight_bit_) {
-    for (char c : bytes) {
-      if (static_cast<unsigned char>(c) >= 0x80) {
-        eight_bit_ = true;
-        break;
-      }
-    }
+namespace {
+
+// True if any byte has the high bit set; eight bytes per step.
+bool HasEightBit(std::string_view bytes) {
+  constexpr uint64_t kHighBits = 0x8080808080808080ull;
+  size_t i = 0;
+  uint64_t seen = 0;
+  for (; i + 8 <= bytes.size(); i += 8) {
+    uint64_t word;
+    std::memcpy(&word, bytes.data() + i, 8);
+    seen |= word;
   }
+  for (; i < bytes.size(); ++i) seen |= static_cast<unsigned char>(bytes[i]);
+  return (seen & kHighBits) != 0;
+}
+
+size_t Find(std::string_view input, size_t from, size_t to, char c) {
+  const void* hit = std::memchr(input.data() + from, c, to - from);
+  return hit != nullptr ? static_cast<size_t>(static_cast<const char*>(hit) - input.data()) : to;
+}
+
+}  // namespace
+
+void DataReader::Emit(std::string_view bytes) {
+  if (!eight_bit_ && HasEightBit(bytes)) eight_bit_ = true;
   size_ += bytes.size();
   if (too_big_) return;
   if (max_size_ != 0 && size_ > max_size_) {
@@ -151,19 +167,60 @@ bool DataReader::Step(char c) {
   }
 }
 
+size_t DataReader::CopyPlainLines(std::string_view input, size_t from) {
+  // Plain text: CRLF-terminated lines that need neither unstuffing nor
+  // normalising are stored exactly as received, so they are found with
+  // memchr and appended in one piece instead of byte by byte. Anything else
+  // (a "." or a line end at the start of a line, a bare CR or LF) stops the
+  // run and is left to Step.
+  size_t i = from;
+  bool line_start = state_ == State::kLineStart;
+  size_t line = line_start ? 0 : line_length_;
+  const size_t n = input.size();
+  while (i < n) {
+    if (line_start && (input[i] == '.' || input[i] == '\r' || input[i] == '\n')) break;
+    const size_t lf = Find(input, i, n, '\n');
+    const bool crlf = lf < n && lf > i && input[lf - 1] == '\r';
+    // The text of the line: up to the CR of its CRLF, or up to where the
+    // input (or a bare LF) cuts it.
+    const size_t text_end = crlf ? lf - 1 : lf;
+    const size_t cr = Find(input, i, text_end, '\r');
+    if (cr < text_end || !crlf) {
+      // A bare CR, a bare LF or the end of the input: keep the text before
+      // it (the line goes on) and let Step take the rest.
+      line += cr - i;
+      if (cr > i) line_start = false;
+      i = cr;
+      break;
+    }
+    line += text_end - i;
+    if (line > kMaxLineLength) line_too_long_ = true;
+    i = lf + 1;
+    line = 0;
+    line_start = true;
+  }
+  if (i == from) return from;
+  Emit(input.substr(from, i - from));
+  if (line_start) {
+    state_ = State::kLineStart;
+    hard_line_start_ = true;
+    line_length_ = 0;
+  } else {
+    state_ = State::kInLine;
+    line_length_ = line;
+    if (line_length_ > kMaxLineLength) line_too_long_ = true;
+  }
+  return i;
+}
+
 DataReader::Progress DataReader::Consume(std::string_view input) {
   size_t i = 0;
   while (i < input.size()) {
     if (state_ == State::kDone) return {i, true};
-    if (state_ == State::kInLine) {
-      // Fast path: copy the run up to the next CR or LF in one piece.
-      size_t end = i;
-      while (end < input.size() && input[end] != '\r' && input[end] != '\n') ++end;
-      if (end > i) {
-        Emit(input.substr(i, end - i));
-        line_length_ += end - i;
-        if (line_length_ > kMaxLineLength) line_too_long_ = true;
-        i = end;
+    if (state_ == State::kInLine || state_ == State::kLineStart) {
+      const size_t next = CopyPlainLines(input, i);
+      if (next != i) {
+        i = next;
         continue;
       }
     }

@@ -74,6 +74,9 @@ class DataReader {
     kDone,
   };
 
+  // Copies the run of plain CRLF lines at input[from..] in one piece and
+  // returns where it stopped (`from` if nothing was plain).
+  size_t CopyPlainLines(std::string_view input, size_t from);
   void Emit(std::string_view bytes);
   void EndLine();
   // Handles one byte; returns false when it completed the end marker.

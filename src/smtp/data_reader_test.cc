@@ -173,5 +173,75 @@ TEST(DataReaderTest, ResetStartsANewMessage) {
   EXPECT_EQ(reader.TakeContent(), "two\r\n");
 }
 
+
+// The rules of data_reader.h, written as plainly as possible: split the
+// input into lines (CRLF, bare LF and bare CR all end a line), stop at a
+// "." line ended by CRLF whose previous line (if any) also ended by CRLF,
+// unstuff, join with CRLF. Requires the end marker to be present.
+struct Reference {
+  std::string content;
+  size_t consumed = 0;
+  bool line_too_long = false;
+  bool eight_bit = false;
+};
+
+Reference ReferenceRead(std::string_view input) {
+  Reference ref;
+  size_t pos = 0;
+  bool after_crlf = true;  // the start of the data counts as after CRLF
+  while (pos < input.size()) {
+    size_t end = pos;
+    while (end < input.size() && input[end] != '\r' && input[end] != '\n') ++end;
+    if (end == input.size()) break;  // no line end: the marker is missing
+    std::string_view text = input.substr(pos, end - pos);
+    const bool crlf = input[end] == '\r' && end + 1 < input.size() && input[end + 1] == '\n';
+    const size_t next = end + (crlf ? 2 : 1);
+    if (text == "." && crlf && after_crlf) {
+      ref.consumed = next;
+      return ref;
+    }
+    if (text.size() > 1 && text[0] == '.') text.remove_prefix(1);
+    if (text.size() > DataReader::kMaxLineLength) ref.line_too_long = true;
+    for (char c : text) ref.eight_bit |= static_cast<unsigned char>(c) >= 0x80;
+    ref.content.append(text).append("\r\n");
+    after_crlf = crlf;
+    pos = next;
+  }
+  ADD_FAILURE() << "reference input has no end marker";
+  return ref;
+}
+
+// The reader copies plain lines in bulk and steps through everything else
+// byte by byte; both paths, and every switch between them at any read
+// boundary, must give what the rules say.
+TEST(DataReaderTest, AgreesWithTheRulesOnRandomInput) {
+  std::mt19937 rng(20261128);
+  const std::string alphabet[] = {"a", "b", ".", "\r", "\n", "\r\n", "\r\n.", "\xc3\xa9", "..", "\r\n.\r"};
+  for (int round = 0; round < 3000; ++round) {
+    std::string body;
+    const int parts = std::uniform_int_distribution<int>(0, 40)(rng);
+    for (int i = 0; i < parts; ++i) {
+      const auto& piece = alphabet[std::uniform_int_distribution<size_t>(0, std::size(alphabet) - 1)(rng)];
+      if (piece == "a" && rng() % 8 == 0) {
+        body.append(std::uniform_int_distribution<size_t>(1, 1100)(rng), 'a');  // long lines, some too long
+      } else {
+        body += piece;
+      }
+    }
+    const std::string input = body + "\r\n.\r\ntrailing";
+    const Reference ref = ReferenceRead(input);
+    std::vector<size_t> pieces;
+    for (int i = 0; i < 4; ++i) pieces.push_back(std::uniform_int_distribution<size_t>(1, 64)(rng));
+    for (const auto& split : {std::vector<size_t>{input.size()}, std::vector<size_t>{1}, pieces}) {
+      const Outcome out = Read(input, split);
+      ASSERT_TRUE(out.done) << "round " << round;
+      EXPECT_EQ(out.consumed, ref.consumed) << "round " << round;
+      EXPECT_EQ(out.content, ref.content) << "round " << round;
+      EXPECT_EQ(out.verdict == DataReader::Verdict::kLineTooLong, ref.line_too_long) << "round " << round;
+      EXPECT_EQ(out.eight_bit, ref.eight_bit) << "round " << round;
+    }
+  }
+}
+
 }  // namespace
 }  // namespace hikyaku::smtp

@@ -183,10 +183,6 @@ Result<Database> OpenDatabase(const SpoolOptions& options, rocksdb::Env* env,
   return out;
 }
 
-// A commit group this large syncs at once; a smaller one may wait up to
-// SpoolOptions::commit_delay for more writers.
-constexpr size_t kCommitGroupTarget = 64;
-
 struct Request {
   enum class Kind { kAppend, kUpdate, kRemove };
   Kind kind = Kind::kAppend;
@@ -366,23 +362,30 @@ class RocksDbSpool final : public Spool {
 
  private:
   void Enqueue(Request request) {
-    {
-      std::lock_guard lock(mu_);
-      if (!closing_) {
-        pending_.push_back(std::move(request));
-        cv_.notify_one();
-        return;
-      }
+    std::unique_lock lock(mu_);
+    if (closing_) {
+      lock.unlock();
+      failed_appends_.fetch_add(request.kind == Request::Kind::kAppend ? 1 : 0, std::memory_order_relaxed);
+      request.done(tl::unexpected(Unavailable()));
+      return;
     }
-    failed_appends_.fetch_add(request.kind == Request::Kind::kAppend ? 1 : 0, std::memory_order_relaxed);
-    request.done(tl::unexpected(Unavailable()));
+    pending_.push_back(std::move(request));
+    // Wake the commit thread only when this append changes its decision:
+    // any other wake-up is a context switch for nothing, one per message
+    // under load. One notify per decision is enough.
+    const bool wake = pending_.size() >= wake_at_;
+    if (wake) wake_at_ = std::numeric_limits<size_t>::max();
+    lock.unlock();
+    if (wake) cv_.notify_one();
   }
 
   void CommitLoop() {
     std::vector<Request> group;
+    const size_t group_target = std::max<size_t>(1, options_.commit_group);
     for (;;) {
       {
         std::unique_lock lock(mu_);
+        wake_at_ = 1;
         cv_.wait(lock, [this] { return !pending_.empty() || closing_; });
         if (pending_.empty()) return;  // closing and drained
         // Everything that arrived while the previous write and sync ran goes
@@ -390,15 +393,19 @@ class RocksDbSpool final : public Spool {
         group.swap(pending_);
         // Commit delay (as PostgreSQL's commit_delay): under load many
         // writers are a round trip away from their next append; waiting a
-        // moment lets one sync cover them too. Only a small group waits, and
-        // only with sync = group, where the sync is the expensive part.
-        if (sync_ == config::SyncMode::kGroup && options_.commit_delay.count() > 0 &&
-            group.size() < kCommitGroupTarget && !closing_) {
+        // moment lets one sync cover them too. Only a group smaller than
+        // commit_group waits, and only with sync = group, where the sync is
+        // the expensive part.
+        if (sync_ == config::SyncMode::kGroup && options_.commit_delay.count() > 0 && group.size() < group_target &&
+            !closing_) {
+          wake_at_ = group_target - group.size();
           const auto deadline = std::chrono::steady_clock::now() + options_.commit_delay;
-          cv_.wait_until(lock, deadline, [&] { return closing_ || group.size() + pending_.size() >= kCommitGroupTarget; });
+          cv_.wait_until(lock, deadline, [&] { return closing_ || group.size() + pending_.size() >= group_target; });
           for (auto& r : pending_) group.push_back(std::move(r));
           pending_.clear();
         }
+        // Writing: appends queue up silently for the next group.
+        wake_at_ = std::numeric_limits<size_t>::max();
       }
       Commit(group);
       group.clear();
@@ -622,6 +629,10 @@ class RocksDbSpool final : public Spool {
   std::condition_variable cv_;
   std::condition_variable cv_reclaim_;
   std::vector<Request> pending_;
+  // Enqueue notifies cv_ once pending_ holds this many requests: 1 while
+  // the commit thread waits for work, what completes the group while it
+  // waits out the commit delay, never while it writes.
+  size_t wake_at_ = 1;
   bool closing_ = false;
   std::thread commit_thread_;
   std::thread reclaim_thread_;

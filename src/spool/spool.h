@@ -127,9 +127,12 @@ struct SpoolOptions {
   std::filesystem::path path;
   config::SyncMode sync = config::SyncMode::kGroup;
   uint64_t memtable_size = 64ull << 20;
-  // sync = group: a group smaller than kCommitGroupTarget waits up to this
-  // long for more writers before its sync (see docs/spool.md).
+  // sync = group: a group of `commit_group` writes is synced at once; a
+  // smaller one waits up to `commit_delay` for more writers before its sync
+  // (see docs/spool.md). Under load that bounds the syncs per write by
+  // 1 / commit_group.
   Duration commit_delay = std::chrono::milliseconds(1);
+  size_t commit_group = 32;
   // Space reclamation: once at least `reclaim_after_removes` messages were
   // removed and no message was appended for `reclaim_idle`, the spool
   // flushes and compacts, so the disk space of delivered mail comes back
