@@ -694,7 +694,7 @@ hostname = "bench.example"
 [spool]
 path = "{self.spool}"
 sync = "group"
-
+{"".join(line + chr(10) for line in self.args.spool_set)}
 [smtp_in]
 listen = ["127.0.0.1:{self.port}"]
 relay_networks = ["127.0.0.0/8"]
@@ -1145,6 +1145,8 @@ def main():
                     help="random: base64 of random bytes (default, barely compressible); "
                          "filler: smtp-source's own repeated 'X' lines (-l)")
     ap.add_argument("--hikyaku", default=os.path.join(REPO, "build/release/src/app/hikyaku"))
+    ap.add_argument("--spool-set", action="append", default=[], metavar="KEY=VALUE",
+                    help='a line added to hikyaku\'s [spool] table, e.g. \'commit_delay = "0s"\' (repeatable)')
     ap.add_argument("--tmpdir", default="/var/tmp", help="where scratch file systems and work dirs go")
     ap.add_argument("--no-loop", action="store_true",
                     help="no scratch loop file system: device counters include other writers")

@@ -132,6 +132,7 @@ int RunDaemon(const config::Config& config) {
     out["spool"] = {{"appends", sp.appends},
                     {"commit_groups", sp.commit_groups},
                     {"syncs", sp.syncs},
+                    {"commit_micros", sp.commit_micros},
                     {"failed_appends", sp.failed_appends},
                     {"recovered_messages", recovered_messages},
                     {"recovered_recipients", recovered_recipients}};

@@ -323,6 +323,7 @@ class RocksDbSpool final : public Spool {
     SpoolStats stats;
     stats.appends = appends_.load(std::memory_order_relaxed);
     stats.commit_groups = commit_groups_.load(std::memory_order_relaxed);
+    stats.commit_micros = commit_micros_.load(std::memory_order_relaxed);
     stats.syncs = syncs_.load(std::memory_order_relaxed);
     stats.failed_appends = failed_appends_.load(std::memory_order_relaxed);
     stats.updates = updates_.load(std::memory_order_relaxed);
@@ -525,7 +526,11 @@ class RocksDbSpool final : public Spool {
       // nothing), only the fdatasync is skipped.
       write.sync = sync_ == config::SyncMode::kGroup;
       write.disableWAL = false;
+      const auto started = std::chrono::steady_clock::now();
       rocksdb::Status s = db()->Write(write, &batch);
+      commit_micros_.fetch_add(
+          std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - started).count(),
+          std::memory_order_relaxed);
       commit_groups_.fetch_add(1, std::memory_order_relaxed);
       if (write.sync) syncs_.fetch_add(1, std::memory_order_relaxed);
       if (!s.ok()) failure = ToError(s, "commit");
@@ -685,6 +690,7 @@ class RocksDbSpool final : public Spool {
 
   std::atomic<uint64_t> appends_{0};
   std::atomic<uint64_t> commit_groups_{0};
+  std::atomic<uint64_t> commit_micros_{0};
   std::atomic<uint64_t> syncs_{0};
   std::atomic<uint64_t> failed_appends_{0};
   std::atomic<uint64_t> updates_{0};

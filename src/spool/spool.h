@@ -65,6 +65,7 @@ struct SpoolStats {
   uint64_t appends = 0;         // messages committed
   uint64_t commit_groups = 0;   // WriteBatch commits (one WAL write each)
   uint64_t syncs = 0;           // WAL fdatasyncs issued
+  uint64_t commit_micros = 0;   // time spent in the groups' writes (and syncs): ÷ commit_groups = latency of one
   uint64_t failed_appends = 0;
   uint64_t updates = 0;         // recipient updates committed
   uint64_t reclaims = 0;        // flush + compaction runs that gave space back
