@@ -1,10 +1,16 @@
 #include "spool/codec.h"
 
+#include "spool/base64_runs.h"
+
 #include <zstd.h>
 
+#include <algorithm>
+#include <cstdint>
 #include <limits>
 #include <memory>
+#include <optional>
 #include <utility>
+#include <vector>
 
 namespace hikyaku::spool {
 
@@ -14,6 +20,10 @@ constexpr size_t kMaxVarintBytes = 10;  // ceil(64 / 7)
 // zstd level 1: on ~5 KB mail bodies it reaches nearly the ratio of level 3
 // at about twice the speed, and compression runs on the injecting thread.
 constexpr int kZstdLevel = 1;
+// Base64 packing pays off for real attachments, not for a few base64-looking
+// lines in a letter: below these sizes the text is compressed as a whole.
+constexpr size_t kMinPackedContent = 2048;
+constexpr size_t kMinBase64Run = 1024;
 // Far above any configurable message size; stops a corrupt header from
 // asking for an absurd allocation.
 constexpr uint64_t kMaxContentSize = uint64_t{1} << 30;
@@ -207,28 +217,149 @@ Result<RecipientRecord> DecodeRecipient(std::string_view key, std::string_view v
   return record;
 }
 
-std::string EncodeContent(std::string_view content, bool compress) {
-  std::string out;
-  if (compress && content.size() >= 64) {
-    const size_t bound = ZSTD_compressBound(content.size());
-    out.resize(1 + 1 + kMaxVarintBytes + bound);
-    out[0] = static_cast<char>(kRecordVersion);
-    out[1] = static_cast<char>(ContentEncoding::kZstd);
-    std::string header;
-    PutVarint(header, content.size());
-    std::copy(header.begin(), header.end(), out.begin() + 2);
-    const size_t offset = 2 + header.size();
-    const size_t n = ZSTD_compressCCtx(CompressionContext(), out.data() + offset, bound, content.data(),
-                                       content.size(), kZstdLevel);
-    // Keep the compressed form only when it pays for the decompression on
-    // every delivery attempt.
-    if (!ZSTD_isError(n) && n <= content.size() - content.size() / 8) {
-      out.resize(offset + n);
-      return out;
-    }
-    out.clear();
+namespace {
+
+// zstd-compresses `text` into `out` after the header already there; false
+// (and `out` unchanged) when that would not save 1/8 of the size.
+bool AppendCompressed(std::string_view text, std::string& out) {
+  if (text.size() < 64) return false;
+  const size_t offset = out.size();
+  const size_t bound = ZSTD_compressBound(text.size());
+  out.resize(offset + bound);
+  const size_t n = ZSTD_compressCCtx(CompressionContext(), out.data() + offset, bound, text.data(), text.size(),
+                                     kZstdLevel);
+  // Keep the compressed form only when it pays for the decompression on
+  // every delivery attempt.
+  if (ZSTD_isError(n) || n > text.size() - text.size() / 8) {
+    out.resize(offset);
+    return false;
   }
+  out.resize(offset + n);
+  return true;
+}
+
+Result<std::string> Decompress(std::string_view frame, uint64_t size) {
+  // The declared size bounds the allocation; a frame that claims more
+  // than it has is refused before allocating.
+  const unsigned long long declared = ZSTD_getFrameContentSize(frame.data(), frame.size());
+  if (declared == ZSTD_CONTENTSIZE_ERROR || declared == ZSTD_CONTENTSIZE_UNKNOWN || declared != size)
+    return Corrupt("content", "bad zstd frame header");
+  if (size > kMaxContentSize) return Corrupt("content", "declared size too large");
+  std::string out(static_cast<size_t>(size), '\0');
+  const size_t n = ZSTD_decompressDCtx(DecompressionContext(), out.data(), out.size(), frame.data(), frame.size());
+  if (ZSTD_isError(n) || n != out.size()) return Corrupt("content", "bad zstd frame");
+  return out;
+}
+
+// kBase64Packed: after version, encoding and size,
+//   varint run count, per run: varint gap (plain characters since the end of
+//   the previous run), varint line length, varint decoded size;
+//   byte plain encoding (0 raw, 1 zstd), varint stored plain size, the plain
+//   text (everything outside the runs, in order), stored that way;
+//   the rest: the decoded bytes of the runs, one after the other.
+std::optional<std::string> EncodePacked(std::string_view content) {
+  std::string decoded;
+  const std::vector<Base64Run> runs = FindBase64Runs(content, kMinBase64Run, decoded);
+  if (runs.empty()) return std::nullopt;
+  std::string plain;
+  plain.reserve(content.size() - decoded.size() * 4 / 3);
+  std::string out;
+  out.push_back(static_cast<char>(kRecordVersion));
+  out.push_back(static_cast<char>(ContentEncoding::kBase64Packed));
+  PutVarint(out, content.size());
+  PutVarint(out, runs.size());
+  size_t at = 0;
+  for (const Base64Run& run : runs) {
+    plain.append(content.substr(at, run.offset - at));
+    PutVarint(out, run.offset - at);
+    PutVarint(out, run.line_length);
+    PutVarint(out, run.decoded_size);
+    at = run.offset + run.length;
+  }
+  plain.append(content.substr(at));
+  std::string stored;
+  const bool compressed = AppendCompressed(plain, stored);
+  out.push_back(compressed ? 1 : 0);
+  PutVarint(out, compressed ? stored.size() : plain.size());
+  out.append(compressed ? std::string_view(stored) : std::string_view(plain));
+  out.append(decoded);
+  return out;
+}
+
+Result<std::string> DecodePacked(RecordReader& in, uint64_t size) {
+  if (size > kMaxContentSize) return Corrupt("content", "declared size too large");
+  auto count = in.Varint();
+  if (!count) return Corrupt("content", "truncated");
+  // Every run takes at least 6 characters ("AAAA" CRLF), so a count above
+  // size / 6 cannot be true and must not size an allocation.
+  if (*count == 0 || *count > size / 6) return Corrupt("content", "bad run count");
+  struct Run {
+    uint64_t gap, line_length, decoded_size;
+  };
+  std::vector<Run> runs(static_cast<size_t>(*count));
+  uint64_t run_chars = 0, gaps = 0, decoded_total = 0;
+  for (Run& run : runs) {
+    auto gap = in.Varint();
+    auto line_length = gap ? in.Varint() : std::nullopt;
+    auto decoded_size = line_length ? in.Varint() : std::nullopt;
+    if (!decoded_size) return Corrupt("content", "truncated");
+    if (*line_length < 4 || *line_length > kMaxBase64LineLength || *line_length % 4 != 0 || *decoded_size == 0 ||
+        *decoded_size > size || *gap > size)
+      return Corrupt("content", "bad base64 run");
+    run = {*gap, *line_length, *decoded_size};
+    run_chars += Base64RunLength(static_cast<size_t>(run.decoded_size), static_cast<uint32_t>(run.line_length));
+    gaps += run.gap;
+    decoded_total += run.decoded_size;
+    if (run_chars + gaps > size) return Corrupt("content", "runs exceed the size");
+  }
+  auto plain_encoding = in.Byte();
+  auto stored_size = plain_encoding ? in.Varint() : std::nullopt;
+  auto stored = stored_size ? in.Bytes(static_cast<size_t>(std::min<uint64_t>(*stored_size, SIZE_MAX)))
+                            : std::nullopt;
+  if (!stored) return Corrupt("content", "truncated");
+  const uint64_t plain_size = size - run_chars;
+  std::string plain;
+  if (*plain_encoding == 0) {
+    if (stored->size() != plain_size) return Corrupt("content", "plain length mismatch");
+    plain = std::string(*stored);
+  } else if (*plain_encoding == 1) {
+    auto decompressed = Decompress(*stored, plain_size);
+    if (!decompressed) return tl::unexpected(decompressed.error());
+    plain = std::move(*decompressed);
+  } else {
+    return Corrupt("content", "unknown plain encoding");
+  }
+  const std::string_view binary = in.Rest();
+  if (binary.size() != decoded_total) return Corrupt("content", "base64 bytes mismatch");
+
+  std::string out;
+  out.reserve(static_cast<size_t>(size));
+  size_t from_plain = 0, from_binary = 0;
+  for (const Run& run : runs) {
+    out.append(plain, from_plain, static_cast<size_t>(run.gap));
+    from_plain += static_cast<size_t>(run.gap);
+    ExpandBase64Run(binary.substr(from_binary, static_cast<size_t>(run.decoded_size)),
+                    static_cast<uint32_t>(run.line_length), out);
+    from_binary += static_cast<size_t>(run.decoded_size);
+  }
+  out.append(plain, from_plain);
+  if (out.size() != size) return Corrupt("content", "length mismatch");
+  return out;
+}
+
+}  // namespace
+
+std::string EncodeContent(std::string_view content, bool compress) {
+  if (compress && content.size() >= kMinPackedContent) {
+    if (auto packed = EncodePacked(content)) return std::move(*packed);
+  }
+  std::string out;
   out.reserve(1 + 1 + kMaxVarintBytes + content.size());
+  out.push_back(static_cast<char>(kRecordVersion));
+  out.push_back(static_cast<char>(ContentEncoding::kZstd));
+  PutVarint(out, content.size());
+  if (compress && AppendCompressed(content, out)) return out;
+  out.clear();
   out.push_back(static_cast<char>(kRecordVersion));
   out.push_back(static_cast<char>(ContentEncoding::kRaw));
   PutVarint(out, content.size());
@@ -249,18 +380,11 @@ Result<std::string> DecodeContent(std::string_view value) {
     case ContentEncoding::kRaw:
       if (payload.size() != *size) return Corrupt("content", "length mismatch");
       return std::string(payload);
-    case ContentEncoding::kZstd: {
-      // The declared size bounds the allocation; a frame that claims more
-      // than it has is refused before allocating.
-      const unsigned long long frame = ZSTD_getFrameContentSize(payload.data(), payload.size());
-      if (frame == ZSTD_CONTENTSIZE_ERROR || frame == ZSTD_CONTENTSIZE_UNKNOWN || frame != *size)
-        return Corrupt("content", "bad zstd frame header");
-      if (*size > kMaxContentSize) return Corrupt("content", "declared size too large");
-      std::string out(static_cast<size_t>(*size), '\0');
-      const size_t n = ZSTD_decompressDCtx(DecompressionContext(), out.data(), out.size(), payload.data(),
-                                           payload.size());
-      if (ZSTD_isError(n) || n != out.size()) return Corrupt("content", "bad zstd frame");
-      return out;
+    case ContentEncoding::kZstd:
+      return Decompress(payload, *size);
+    case ContentEncoding::kBase64Packed: {
+      RecordReader packed(payload);
+      return DecodePacked(packed, *size);
     }
   }
   return Corrupt("content", "unknown encoding " + std::to_string(*encoding));

@@ -86,10 +86,12 @@ Result<MessageMeta> DecodeMeta(std::string_view value);
 std::string EncodeRecipient(const RecipientRecord& record);
 Result<RecipientRecord> DecodeRecipient(std::string_view key, std::string_view value);
 
-// The message text in the content column family. With `compress`, the text
-// is zstd-compressed when that saves at least 1/8 of its size; otherwise it
-// is stored as is. Either way the value records the uncompressed size.
-enum class ContentEncoding : uint8_t { kRaw = 0, kZstd = 1 };
+// The message text in the content column family. With `compress`, base64
+// blocks of the text (attachments) are stored as the bytes they encode
+// (base64_runs.h) and the rest is zstd-compressed when that saves at least
+// 1/8 of its size; otherwise the text is stored as is. Every form records
+// the size of the text and decodes to it byte for byte.
+enum class ContentEncoding : uint8_t { kRaw = 0, kZstd = 1, kBase64Packed = 2 };
 std::string EncodeContent(std::string_view content, bool compress);
 Result<std::string> DecodeContent(std::string_view value);
 

@@ -1,5 +1,7 @@
 #include "spool/codec.h"
 
+#include "spool/base64_runs.h"
+
 #include <gtest/gtest.h>
 
 #include <limits>
@@ -184,6 +186,57 @@ TEST(ContentCodecTest, CompressesMailAndKeepsIncompressibleRaw) {
   EXPECT_EQ(static_cast<ContentEncoding>(stored[1]), ContentEncoding::kRaw);
   EXPECT_EQ(stored.size(), noise.size() + 4);  // version, encoding, 2-byte size
   EXPECT_EQ(*DecodeContent(stored), noise);
+}
+
+// A newsletter with a PDF attachment, as a MIME mailer writes it.
+std::string MailWithAttachment(size_t attachment_bytes, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::string bytes(attachment_bytes, '\0');
+  for (char& c : bytes) c = static_cast<char>(rng());
+  std::string encoded;
+  ExpandBase64Run(bytes, 76, encoded);
+  return "From: news@example.com\r\nTo: reader@example.net\r\nSubject: report\r\n"
+         "MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b1\"\r\n\r\n"
+         "--b1\r\nContent-Type: text/plain\r\n\r\nPlease find the report attached.\r\n\r\n"
+         "--b1\r\nContent-Type: application/pdf\r\nContent-Transfer-Encoding: base64\r\n\r\n" +
+         encoded + "\r\n--b1--\r\n";
+}
+
+TEST(ContentCodecTest, AttachmentsAreStoredAsTheirBytes) {
+  for (size_t bytes : {size_t{2000}, size_t{3819}, size_t{100000}}) {
+    const std::string mail = MailWithAttachment(bytes, static_cast<uint32_t>(bytes));
+    const std::string stored = EncodeContent(mail, true);
+    EXPECT_EQ(static_cast<ContentEncoding>(stored[1]), ContentEncoding::kBase64Packed);
+    // Random bytes do not compress: the attachment costs its bytes, 3/4 of
+    // its base64 text, plus a compressed header.
+    EXPECT_LT(stored.size(), bytes + 300) << bytes;
+    auto decoded = DecodeContent(stored);
+    ASSERT_TRUE(decoded) << decoded.error().ToString();
+    EXPECT_EQ(*decoded, mail);
+    // Without compression the text is stored as it is.
+    EXPECT_EQ(static_cast<ContentEncoding>(EncodeContent(mail, false)[1]), ContentEncoding::kRaw);
+  }
+}
+
+TEST(ContentCodecTest, PackedTruncationsAndMutationsAreCorruption) {
+  const std::string mail = MailWithAttachment(3000, 9);
+  const std::string full = EncodeContent(mail, true);
+  ASSERT_EQ(static_cast<ContentEncoding>(full[1]), ContentEncoding::kBase64Packed);
+  for (size_t n = 0; n < full.size(); ++n) {
+    auto d = DecodeContent(std::string_view(full).substr(0, n));
+    ASSERT_FALSE(d) << "accepted a prefix of length " << n;
+    EXPECT_EQ(d.error().code(), ErrorCode::kCorruption);
+  }
+  EXPECT_EQ(DecodeContent(full + "x").error().code(), ErrorCode::kCorruption);
+  std::mt19937 rng(5);
+  for (int i = 0; i < 5000; ++i) {
+    std::string mutated = full;
+    mutated[2 + rng() % (mutated.size() - 2)] ^= static_cast<char>(1 + rng() % 255);
+    auto d = DecodeContent(mutated);
+    if (d) {
+      EXPECT_EQ(d->size(), mail.size());
+    }
+  }
 }
 
 TEST(ContentCodecTest, EveryTruncationIsCorruption) {
