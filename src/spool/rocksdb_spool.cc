@@ -209,6 +209,7 @@ class RocksDbSpool final : public Spool {
         compress_(options.compress_content),
         database_(std::move(database)),
         statistics_(std::move(statistics)) {
+    highest_id_ = HighestStoredId();
     commit_thread_ = std::thread([this] { CommitLoop(); });
     reclaim_thread_ = std::thread([this] { ReclaimLoop(); });
   }
@@ -446,7 +447,14 @@ class RocksDbSpool final : public Spool {
       return;
     }
 
-    rocksdb::WriteBatch batch;
+    // Sized up front: growing a batch of ~30 message bodies by doubling
+    // would copy it several times.
+    size_t batch_bytes = 64;
+    for (const Request& r : group) {
+      batch_bytes += r.content.size() + r.meta.size() + 64;
+      for (const auto& recipient : r.recipients) batch_bytes += recipient.size() + 32;
+    }
+    rocksdb::WriteBatch batch(batch_bytes);
     // Leftovers of appends that failed earlier: their write was refused, so
     // normally nothing of them exists; deleting is cheap insurance against a
     // WAL record that reached the file before the sync failed (docs/spool.md).
@@ -471,9 +479,11 @@ class RocksDbSpool final : public Spool {
       if (r.kind == Request::Kind::kAppend) {
         // MessageIds are unique by construction; a duplicate means a clock
         // step or a bug elsewhere, and overwriting would lose a message.
+        // Ids only grow, so one above every id ever written cannot exist
+        // and needs no lookup; only after a clock step does one cost a read.
         std::string ignored;
         bool exists = appended.count(r.id.value()) > 0;
-        if (!exists) {
+        if (!exists && r.id.value() <= highest_id_) {
           rocksdb::Status s = db()->Get(rocksdb::ReadOptions(), meta(), key, &ignored);
           if (!s.ok() && !s.IsNotFound()) {
             outcome[i] = ToError(s, "checking for a duplicate id");
@@ -490,6 +500,7 @@ class RocksDbSpool final : public Spool {
         for (uint32_t j = 0; j < r.recipients.size(); ++j)
           batch.Put(recipients(), RecipientKey(r.id, j), r.recipients[j]).PermitUncheckedError();
         appended.emplace(r.id.value(), &r);
+        highest_id_ = std::max(highest_id_, r.id.value());
         ++appends;
       } else if (r.kind == Request::Kind::kRemove) {
         batch.Delete(content(), key).PermitUncheckedError();
@@ -550,7 +561,7 @@ class RocksDbSpool final : public Spool {
       orphans_.clear();
       appends_.fetch_add(appends, std::memory_order_relaxed);
       removes_since_reclaim_.fetch_add(removes, std::memory_order_relaxed);
-      if (appends > 0) last_append_ = std::chrono::steady_clock::now().time_since_epoch().count();
+      if (appends > 0 || removes > 0) last_write_ = std::chrono::steady_clock::now().time_since_epoch().count();
       updates_.fetch_add(updates, std::memory_order_relaxed);
     }
 
@@ -607,8 +618,21 @@ class RocksDbSpool final : public Spool {
       return;
     }
     database_ = std::move(*reopened);
+    highest_id_ = std::max(highest_id_, HighestStoredId());
     needs_resume_ = false;
     resumes_.fetch_add(1, std::memory_order_relaxed);
+  }
+
+  // The largest message id in the meta family: 0 for an empty spool, the
+  // largest possible id when it cannot be read (then every append is
+  // checked by a lookup, as before this shortcut existed).
+  uint64_t HighestStoredId() {
+    if (db() == nullptr) return std::numeric_limits<uint64_t>::max();
+    std::unique_ptr<rocksdb::Iterator> it(db()->NewIterator(rocksdb::ReadOptions(), meta()));
+    it->SeekToLast();
+    if (!it->Valid()) return it->status().ok() ? 0 : std::numeric_limits<uint64_t>::max();
+    auto id = DecodeMessageKey(it->key().ToStringView());
+    return id ? id->value() : std::numeric_limits<uint64_t>::max();
   }
 
   rocksdb::DB* db() const { return database_.db.get(); }
@@ -638,11 +662,13 @@ class RocksDbSpool final : public Spool {
   // the commit thread waits for work, what completes the group while it
   // waits out the commit delay, never while it writes.
   size_t wake_at_ = 1;
+  // Commit thread only: no message id above this is in the spool.
+  uint64_t highest_id_ = 0;
   bool closing_ = false;
   std::thread commit_thread_;
   std::thread reclaim_thread_;
   std::atomic<uint64_t> removes_since_reclaim_{0};
-  std::atomic<int64_t> last_append_{0};  // steady_clock ticks of the last committed append
+  std::atomic<int64_t> last_write_{0};  // steady_clock ticks of the last committed append or removal
   std::atomic<uint64_t> reclaims_{0};
 
   // Deleted messages leave tombstones in the memtable and bodies in blob
@@ -658,7 +684,7 @@ class RocksDbSpool final : public Spool {
       cv_reclaim_.wait_for(lock, poll, [this] { return closing_; });
       if (closing_) return;
       if (removes_since_reclaim_.load() < options_.reclaim_after_removes) continue;
-      const auto idle = std::chrono::steady_clock::now().time_since_epoch().count() - last_append_.load();
+      const auto idle = std::chrono::steady_clock::now().time_since_epoch().count() - last_write_.load();
       if (idle < std::chrono::duration_cast<std::chrono::steady_clock::duration>(options_.reclaim_idle).count())
         continue;
       lock.unlock();

@@ -143,6 +143,38 @@ TEST(RocksDbSpoolTest, RefusesMessagesWithoutRecipientsAndDuplicateIds) {
   EXPECT_EQ(spool->Stats().failed_appends, 2u);
 }
 
+// The duplicate check skips the lookup for ids above every stored one, so
+// after a restart it must know the stored ids, and an older id (the clock
+// stepped back) must still be looked up rather than refused or overwritten.
+TEST(RocksDbSpoolTest, DuplicateIdsAreRefusedAfterAReopenToo) {
+  TempDir dir;
+  const IncomingMessage newest = MakeMessage(50, 1);
+  {
+    auto spool = MustOpen(Options(dir.path()));
+    ASSERT_TRUE(AppendAndWait(*spool, MakeMessage(10, 1)));
+    ASSERT_TRUE(AppendAndWait(*spool, newest));
+    spool->Close();
+  }
+  auto spool = MustOpen(Options(dir.path()));
+  for (uint64_t n : {10u, 50u}) {
+    IncomingMessage impostor = MakeMessage(n + 1000, 2);
+    impostor.id = MakeMessage(n, 1).id;
+    auto r = AppendAndWait(*spool, impostor);
+    ASSERT_FALSE(r) << n;
+    EXPECT_EQ(r.error().code(), ErrorCode::kInvalidArgument);
+  }
+  ExpectStored(*spool, newest);
+  ExpectStored(*spool, MakeMessage(10, 1));
+  const IncomingMessage older = MakeMessage(20, 1);  // below the highest id, not stored
+  ASSERT_TRUE(AppendAndWait(*spool, older));
+  ExpectStored(*spool, older);
+  const IncomingMessage newer = MakeMessage(60, 1);
+  ASSERT_TRUE(AppendAndWait(*spool, newer));
+  IncomingMessage again = MakeMessage(61, 1);
+  again.id = newer.id;
+  EXPECT_FALSE(AppendAndWait(*spool, again));
+}
+
 TEST(RocksDbSpoolTest, ReopenRecoversEveryRecipientOldestFirst) {
   TempDir dir;
   constexpr int kMessages = 300, kRecipients = 4;

@@ -135,7 +135,9 @@ struct SpoolOptions {
   Duration commit_delay = std::chrono::milliseconds(1);
   size_t commit_group = 32;
   // Space reclamation: once at least `reclaim_after_removes` messages were
-  // removed and no message was appended for `reclaim_idle`, the spool
+  // removed and no message was appended or removed for `reclaim_idle`
+  // (the spool is quiet: a reclaim in the middle of a delivery run would
+  // leave the rest of the run's space for the next trigger), the spool
   // flushes and compacts, so the disk space of delivered mail comes back
   // after a campaign instead of waiting for the next one's writes.
   uint64_t reclaim_after_removes = 1000;
