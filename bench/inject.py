@@ -823,6 +823,12 @@ def trial(system, args, message_size, trial_no):
         time.sleep(1.0)  # let start-up writes drain before the baseline
         fs.syncfs()
         time.sleep(0.5)
+        if args.no_loop:
+            # A shared device: what others write while the system idles is
+            # in its counters too. Measured here so the report can bound it.
+            i0 = diskstats(fs.dev)["write_bytes"]
+            time.sleep(2.0)
+            result["idle_device_write_Bps"] = (diskstats(fs.dev)["write_bytes"] - i0) / 2.0
 
         sampler = MemorySampler(cgroup)
         sampler.sample()
@@ -1122,6 +1128,11 @@ def render(summary, meta, results):
                                  + " | ".join(fmt(rs[i].get(k), f) for k, _, f in PER_TRIAL) + " |")
         lines.append("")
     for s in summary:
+        idle = [r["idle_device_write_Bps"] for r in results[s["system"]] if "idle_device_write_Bps" in r]
+        if idle:
+            lines.append(f"- {s['system']}: the shared device took {max(idle):.0f} B/s at most from other writers "
+                         f"in the 2 s before a trial (counted in disk B/msg at that rate: "
+                         f"≤ {max(idle) / max(1.0, s.get('msgs_per_s') or 1.0):.1f} B/msg during injection)")
         last = results[s["system"]][-1]
         if last.get("counters"):
             lines.append(f"- {s['system']} self-reported spool counters over the run (last trial): "

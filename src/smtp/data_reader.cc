@@ -1,5 +1,6 @@
 #include "smtp/data_reader.h"
 
+#include <algorithm>
 #include <cstring>
 
 namespace hikyaku::smtp {
@@ -48,6 +49,8 @@ std::string DataReader::TakeContent() {
 
 namespace {
 
+constexpr size_t kInitialCapacity = 16 * 1024;
+
 // True if any byte has the high bit set; eight bytes per step.
 bool HasEightBit(std::string_view bytes) {
   constexpr uint64_t kHighBits = 0x8080808080808080ull;
@@ -77,6 +80,11 @@ void DataReader::Emit(std::string_view bytes) {
     too_big_ = true;
     std::string().swap(content_);  // release the memory now, not at Reset
     return;
+  }
+  // One allocation for a typical message instead of a dozen doublings
+  // (TakeContent hands the buffer on, so each message starts empty).
+  if (content_.capacity() < kInitialCapacity) {
+    content_.reserve(max_size_ != 0 ? std::min<uint64_t>(kInitialCapacity, max_size_) : kInitialCapacity);
   }
   content_.append(bytes);
 }

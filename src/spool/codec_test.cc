@@ -189,15 +189,17 @@ TEST(ContentCodecTest, CompressesMailAndKeepsIncompressibleRaw) {
 }
 
 // A newsletter with a PDF attachment, as a MIME mailer writes it.
-std::string MailWithAttachment(size_t attachment_bytes, uint32_t seed) {
+std::string MailWithAttachment(size_t attachment_bytes, uint32_t seed, int text_lines = 1) {
   std::mt19937 rng(seed);
   std::string bytes(attachment_bytes, '\0');
   for (char& c : bytes) c = static_cast<char>(rng());
   std::string encoded;
   ExpandBase64Run(bytes, 76, encoded);
+  std::string text;
+  for (int i = 0; i < text_lines; ++i) text += "Please find the report for region " + std::to_string(i) + " attached.\r\n";
   return "From: news@example.com\r\nTo: reader@example.net\r\nSubject: report\r\n"
          "MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b1\"\r\n\r\n"
-         "--b1\r\nContent-Type: text/plain\r\n\r\nPlease find the report attached.\r\n\r\n"
+         "--b1\r\nContent-Type: text/plain\r\n\r\n" + text + "\r\n"
          "--b1\r\nContent-Type: application/pdf\r\nContent-Transfer-Encoding: base64\r\n\r\n" +
          encoded + "\r\n--b1--\r\n";
 }
@@ -208,8 +210,8 @@ TEST(ContentCodecTest, AttachmentsAreStoredAsTheirBytes) {
     const std::string stored = EncodeContent(mail, true);
     EXPECT_EQ(static_cast<ContentEncoding>(stored[1]), ContentEncoding::kBase64Packed);
     // Random bytes do not compress: the attachment costs its bytes, 3/4 of
-    // its base64 text, plus a compressed header.
-    EXPECT_LT(stored.size(), bytes + 300) << bytes;
+    // its base64 text, plus the ~290 bytes of headers (too few to compress).
+    EXPECT_LT(stored.size(), bytes + 320) << bytes;
     auto decoded = DecodeContent(stored);
     ASSERT_TRUE(decoded) << decoded.error().ToString();
     EXPECT_EQ(*decoded, mail);
@@ -218,23 +220,33 @@ TEST(ContentCodecTest, AttachmentsAreStoredAsTheirBytes) {
   }
 }
 
+TEST(ContentCodecTest, LongTextAroundAnAttachmentIsCompressed) {
+  const std::string mail = MailWithAttachment(3000, 8, 200);
+  const std::string stored = EncodeContent(mail, true);
+  EXPECT_EQ(static_cast<ContentEncoding>(stored[1]), ContentEncoding::kBase64Packed);
+  EXPECT_LT(stored.size(), 3000u + 2000u);  // ~10 KB of text compressed well below 2 KB
+  EXPECT_EQ(*DecodeContent(stored), mail);
+}
+
 TEST(ContentCodecTest, PackedTruncationsAndMutationsAreCorruption) {
-  const std::string mail = MailWithAttachment(3000, 9);
-  const std::string full = EncodeContent(mail, true);
-  ASSERT_EQ(static_cast<ContentEncoding>(full[1]), ContentEncoding::kBase64Packed);
-  for (size_t n = 0; n < full.size(); ++n) {
-    auto d = DecodeContent(std::string_view(full).substr(0, n));
-    ASSERT_FALSE(d) << "accepted a prefix of length " << n;
-    EXPECT_EQ(d.error().code(), ErrorCode::kCorruption);
-  }
-  EXPECT_EQ(DecodeContent(full + "x").error().code(), ErrorCode::kCorruption);
-  std::mt19937 rng(5);
-  for (int i = 0; i < 5000; ++i) {
-    std::string mutated = full;
-    mutated[2 + rng() % (mutated.size() - 2)] ^= static_cast<char>(1 + rng() % 255);
-    auto d = DecodeContent(mutated);
-    if (d) {
-      EXPECT_EQ(d->size(), mail.size());
+  for (int text_lines : {1, 200}) {  // plain text stored raw, and zstd-compressed
+    const std::string mail = MailWithAttachment(3000, 9, text_lines);
+    const std::string full = EncodeContent(mail, true);
+    ASSERT_EQ(static_cast<ContentEncoding>(full[1]), ContentEncoding::kBase64Packed);
+    for (size_t n = 0; n < full.size(); ++n) {
+      auto d = DecodeContent(std::string_view(full).substr(0, n));
+      ASSERT_FALSE(d) << "accepted a prefix of length " << n;
+      EXPECT_EQ(d.error().code(), ErrorCode::kCorruption);
+    }
+    EXPECT_EQ(DecodeContent(full + "x").error().code(), ErrorCode::kCorruption);
+    std::mt19937 rng(5);
+    for (int i = 0; i < 5000; ++i) {
+      std::string mutated = full;
+      mutated[2 + rng() % (mutated.size() - 2)] ^= static_cast<char>(1 + rng() % 255);
+      auto d = DecodeContent(mutated);
+      if (d) {
+        EXPECT_EQ(d->size(), mail.size());
+      }
     }
   }
 }
