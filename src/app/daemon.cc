@@ -2,12 +2,14 @@
 
 #include <sys/resource.h>
 
+#include <algorithm>
 #include <chrono>
 #include <iostream>
 #include <memory>
 #include <thread>
 #include <vector>
 
+#include <algorithm>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -101,8 +103,12 @@ int RunDaemon(const config::Config& config) {
   });
 
   // One io_context per thread: a connection stays on one thread for its
-  // whole life, so its state needs no locks.
-  const unsigned threads = std::max(1u, std::min(4u, std::thread::hardware_concurrency()));
+  // whole life, so its state needs no locks. One core is left to the spool's
+  // commit thread and the delivery thread: on two cores one injection
+  // thread took 13 % less CPU per message than two (fewer sleeps and
+  // wake-ups; docs/BENCHMARKS.md) and accepted as fast.
+  const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
+  const unsigned threads = std::clamp(cores - 1, 1u, 4u);
   std::vector<std::unique_ptr<asio::io_context>> contexts;
   std::vector<asio::io_context*> context_ptrs;
   for (unsigned i = 0; i < threads; ++i) {
