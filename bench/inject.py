@@ -694,7 +694,7 @@ hostname = "bench.example"
 [spool]
 path = "{self.spool}"
 sync = "group"
-{"".join(line + chr(10) for line in self.args.spool_set)}
+{"".join(line + chr(10) for line in getattr(self.args, "spool_set", []))}
 [smtp_in]
 listen = ["127.0.0.1:{self.port}"]
 relay_networks = ["127.0.0.0/8"]
