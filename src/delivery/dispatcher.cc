@@ -656,6 +656,15 @@ class Dispatcher::Impl : public std::enable_shared_from_this<Impl> {
 
  public:
   std::atomic<uint64_t> delivered_{0}, deferred_{0}, bounced_{0}, expired_{0}, connections_opened_{0}, queued_{0};
+  // Accepted messages on their way from the spool's commit thread to this
+  // one: a commit group hands over its messages with one post, not one each.
+  struct Arrival {
+    MessageId id;
+    TimePoint received_at;
+    std::vector<std::string> recipients;
+  };
+  std::mutex arrivals_mu_;
+  std::vector<Arrival> arrivals_;
   mutable std::mutex snapshot_mu_;
   nlohmann::json snapshot_ = nlohmann::json::object();
 };
@@ -669,9 +678,23 @@ Dispatcher::~Dispatcher() = default;
 void Dispatcher::Recover(const spool::RecipientRecord& record) { impl_->Recover(record); }
 
 void Dispatcher::Accept(MessageId id, TimePoint received_at, std::vector<std::string> recipients) {
-  // Runs on the spool's commit thread: hop to the dispatcher's thread.
-  asio::post(impl_->io_executor(), [impl = impl_, id, received_at, recipients = std::move(recipients)] {
-    impl->Accept(id, received_at, recipients);
+  // Runs on the spool's commit thread: hop to the dispatcher's thread. Only
+  // the first arrival of a batch posts (and so wakes that thread); the ones
+  // that come before it runs join the batch.
+  bool first = false;
+  {
+    std::lock_guard lock(impl_->arrivals_mu_);
+    first = impl_->arrivals_.empty();
+    impl_->arrivals_.push_back({id, received_at, std::move(recipients)});
+  }
+  if (!first) return;
+  asio::post(impl_->io_executor(), [impl = impl_] {
+    std::vector<Impl::Arrival> batch;
+    {
+      std::lock_guard lock(impl->arrivals_mu_);
+      batch.swap(impl->arrivals_);
+    }
+    for (const auto& arrival : batch) impl->Accept(arrival.id, arrival.received_at, arrival.recipients);
   });
 }
 
