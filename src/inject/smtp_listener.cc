@@ -1,5 +1,7 @@
 #include "inject/smtp_listener.h"
 
+#include "net/server_socket.h"
+
 #include <array>
 #include <chrono>
 #include <optional>
@@ -197,18 +199,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
   }
 
   static asio::awaitable<void> Watchdog(std::shared_ptr<Connection> self) {
-    while (!self->closed_) {
-      auto now = std::chrono::steady_clock::now();
-      if (self->deadline_ <= now) {
-        spdlog::info("smtp {}: timeout, closing", self->client_.to_string());
-        error_code ec;
-        self->socket_.close(ec);  // cancels the pending read or write
-        co_return;
-      }
-      self->timer_.expires_at(self->deadline_);
-      error_code ec;
-      co_await self->timer_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
-    }
+    // Not `if (co_await ...)`: GCC 12 compiled that form into a trap (SIGILL).
+    const bool timed_out = co_await net::CloseAtDeadline(self->timer_, self->deadline_, self->closed_, self->socket_);
+    if (timed_out) spdlog::info("smtp {}: timeout, closing", self->client_.to_string());
   }
 
   std::shared_ptr<SmtpListener::Shared> shared_;
@@ -230,17 +223,10 @@ asio::awaitable<void> Refuse(tcp::socket socket, std::string hostname) {
 asio::awaitable<void> AcceptLoop(std::shared_ptr<SmtpListener::Shared> shared, tcp::acceptor& acceptor) {
   for (;;) {
     asio::io_context& target = *shared->contexts[shared->next_context++ % shared->contexts.size()];
-    error_code ec;
-    tcp::socket socket = co_await acceptor.async_accept(target, asio::redirect_error(asio::use_awaitable, ec));
-    if (shared->stopped) co_return;
-    if (ec) {
-      if (ec == asio::error::operation_aborted) co_return;
-      // EMFILE and friends: back off briefly instead of spinning.
-      spdlog::warn("smtp accept failed: {}", ec.message());
-      asio::steady_timer pause(acceptor.get_executor(), std::chrono::milliseconds(50));
-      co_await pause.async_wait(asio::redirect_error(asio::use_awaitable, ec));
-      continue;
-    }
+    std::optional<tcp::socket> accepted = co_await net::AcceptNext(
+        acceptor, target, [](const error_code& ec) { spdlog::warn("smtp accept failed: {}", ec.message()); });
+    if (!accepted || shared->stopped) co_return;
+    tcp::socket socket = std::move(*accepted);
     if (shared->open.load() >= shared->config.max_connections) {
       ++shared->refused;
       asio::co_spawn(target, Refuse(std::move(socket), shared->hostname), asio::detached);

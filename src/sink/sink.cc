@@ -24,6 +24,7 @@
 
 #include "base/check.h"
 #include "config/net.h"
+#include "net/server_socket.h"
 #include "sink/record.h"
 #include "sink/rules.h"
 #include "smtp/server_session.h"
@@ -400,16 +401,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   }
 
   static asio::awaitable<void> Watchdog(std::shared_ptr<Connection> self) {
-    while (!self->closed_) {
-      if (self->deadline_ <= std::chrono::steady_clock::now()) {
-        error_code ec;
-        self->socket_.close(ec);  // cancels the pending read or write
-        co_return;
-      }
-      self->timer_.expires_at(self->deadline_);
-      error_code ec;
-      co_await self->timer_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
-    }
+    co_await net::CloseAtDeadline(self->timer_, self->deadline_, self->closed_, self->socket_);
   }
 
   std::shared_ptr<Sink::Shared> shared_;
@@ -427,18 +419,11 @@ class Connection : public std::enable_shared_from_this<Connection> {
 asio::awaitable<void> AcceptLoop(std::shared_ptr<Sink::Shared> shared, tcp::acceptor& acceptor) {
   for (;;) {
     asio::io_context& target = *shared->contexts[shared->next_context++ % shared->contexts.size()];
-    error_code ec;
-    tcp::socket socket =
-        co_await acceptor.async_accept(target, asio::redirect_error(asio::use_awaitable, ec));
-    if (shared->stopping) co_return;
-    if (ec) {
-      if (ec == asio::error::operation_aborted) co_return;
-      // EMFILE and friends: back off briefly instead of spinning.
+    std::optional<tcp::socket> accepted = co_await net::AcceptNext(acceptor, target, [](const error_code& ec) {
       std::cerr << "hikyaku sink: accept failed: " << ec.message() << "\n";
-      asio::steady_timer pause(acceptor.get_executor(), std::chrono::milliseconds(50));
-      co_await pause.async_wait(asio::redirect_error(asio::use_awaitable, ec));
-      continue;
-    }
+    });
+    if (!accepted || shared->stopping) co_return;
+    tcp::socket socket = std::move(*accepted);
     auto connection = std::make_shared<Connection>(shared, std::move(socket));
     // The completion handler owns the connection until Run has finished.
     asio::co_spawn(target, connection->Run(), [connection](std::exception_ptr) {});
