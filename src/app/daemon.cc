@@ -139,6 +139,7 @@ int RunDaemon(const config::Config& config) {
                     {"commit_groups", sp.commit_groups},
                     {"syncs", sp.syncs},
                     {"commit_micros", sp.commit_micros},
+                    {"crc32c_in_hardware", sp.crc32c_in_hardware},
                     {"failed_appends", sp.failed_appends},
                     {"recovered_messages", recovered_messages},
                     {"recovered_recipients", recovered_recipients}};

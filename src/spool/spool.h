@@ -79,6 +79,9 @@ struct SpoolStats {
   uint64_t flush_bytes = 0;
   uint64_t blob_bytes = 0;
   uint64_t compaction_bytes = 0;
+  // Checksums computed with the CPU's CRC32 instruction rather than
+  // librocksdb's portable code (spool/crc32c.h).
+  bool crc32c_in_hardware = false;
 };
 
 using CommitCallback = std::function<void(Result<void>)>;
