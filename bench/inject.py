@@ -945,18 +945,26 @@ def trial(system, args, message_size, trial_no):
                 system.stop()
             except Exception as e:  # keep cleaning up
                 log(f"warning: stopping {system.name}: {e}")
-        for res in (cgroup, load, tracer):
-            if res:
-                try:
-                    res.remove()
-                except Exception as e:
-                    log(f"warning: cleanup: {e}")
-        if fs:
-            fs.remove()
-        if args.keep:
-            log(f"kept {workdir}")
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
+        release_trial(resources=(cgroup, load, tracer), fs=fs, workdir=workdir, keep=args.keep)
+
+
+def release_trial(resources, fs, workdir, keep):
+    """The common end of a trial's cleanup (here and in bench/relay.py):
+    removes each resource that was made (cgroups, load generators, tracers),
+    one failure not stopping the rest, then the scratch file system and the
+    work directory (kept with --keep)."""
+    for res in resources:
+        if res:
+            try:
+                res.remove()
+            except Exception as e:  # keep cleaning up
+                log(f"warning: cleanup: {e}")
+    if fs:
+        fs.remove()
+    if keep:
+        log(f"kept {workdir}")
+    else:
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 # --------------------------------------------------------------------------

@@ -556,18 +556,7 @@ def relay_trial(kind, args, trial_no, message_size):
                     result["sink_stderr"] = err.strip()[-500:]
         if hole:
             hole.stop()
-        for res in (cgroup, tracer):
-            if res:
-                try:
-                    res.remove()
-                except Exception as e:
-                    log(f"warning: cleanup: {e}")
-        if fs:
-            fs.remove()
-        if args.keep:
-            log(f"kept {workdir}")
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
+        ib.release_trial(resources=(cgroup, tracer), fs=fs, workdir=workdir, keep=args.keep)
 
 
 def ib_duration_s(text):

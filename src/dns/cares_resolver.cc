@@ -169,6 +169,8 @@ class CaresResolver::Impl : public std::enable_shared_from_this<CaresResolver::I
   void DeliverMx(const MxCallback& done, Result<Destination> result);
   template <typename Callback, typename T>
   void Post(Callback done, Result<T> result);
+  template <typename T, typename Callback, typename Body>
+  void OnStrand(const std::string& raw, Callback done, Body body);
 
   void StartMx(const std::string& domain);
   void OnMxAnswer(const std::string& domain, int status, std::span<const uint8_t> answer);
@@ -356,6 +358,23 @@ void CaresResolver::Impl::Post(Callback done, Result<T> result) {
   });
 }
 
+// The common start of every lookup: `body(impl, raw, done)` runs on the
+// strand, unless the resolver is destroyed by then (the callback is dropped,
+// as for answers) or was never started (`done` gets kUnavailable).
+template <typename T, typename Callback, typename Body>
+void CaresResolver::Impl::OnStrand(const std::string& raw, Callback done, Body body) {
+  std::weak_ptr<Impl> weak = weak_from_this();
+  asio::post(strand_, [weak, raw, done = std::move(done), body = std::move(body)]() mutable {
+    auto self = weak.lock();
+    if (!self) return;
+    if (self->channel_ == nullptr) {
+      return self->Post(std::move(done),
+                        Result<T>(Fail(ErrorCode::kUnavailable, raw + ": DNS resolver not started")));
+    }
+    body(*self, raw, std::move(done));
+  });
+}
+
 void CaresResolver::Impl::DeliverMx(const MxCallback& done, Result<Destination> result) {
   if (result) ShuffleEqualPreferences(result->hosts, rng_);
   Post(done, std::move(result));
@@ -364,39 +383,30 @@ void CaresResolver::Impl::DeliverMx(const MxCallback& done, Result<Destination> 
 // --- MX ----------------------------------------------------------------
 
 void CaresResolver::Impl::ResolveMx(const std::string& raw, MxCallback done) {
-  std::weak_ptr<Impl> weak = weak_from_this();
-  asio::post(strand_, [weak, raw, done = std::move(done)]() mutable {
-    auto self = weak.lock();
-    if (!self) return;
-    if (self->channel_ == nullptr) {
-      return self->Post(
-          std::move(done),
-          Result<Destination>(Fail(ErrorCode::kUnavailable, raw + ": DNS resolver not started")));
-    }
-    std::string domain = NormalizeName(raw);
+  OnStrand<Destination>(raw, std::move(done), [](Impl& impl, const std::string& asked, MxCallback done) {
+    std::string domain = NormalizeName(asked);
     // RFC 5321 4.1.3: mail to an address literal goes to that address.
     if (auto literal = ParseAddressLiteral(domain)) {
       Destination dest{domain, {MxHost{domain, 0, {*literal}, 25}}, false, TimePoint::max()};
-      return self->Post(std::move(done), Result<Destination>(std::move(dest)));
+      return impl.Post(std::move(done), Result<Destination>(std::move(dest)));
     }
     if (!IsValidName(domain)) {
-      return self->Post(std::move(done),
-                        Result<Destination>(Fail(ErrorCode::kInvalidArgument,
-                                                 "'" + raw + "': not a valid domain name")));
+      return impl.Post(std::move(done), Result<Destination>(Fail(ErrorCode::kInvalidArgument,
+                                                                 "'" + asked + "': not a valid domain name")));
     }
-    if (auto hit = self->mx_cache_.Find(domain)) {
-      ++self->stats_.cache_hits;
-      return self->DeliverMx(done, std::move(*hit));
+    if (auto hit = impl.mx_cache_.Find(domain)) {
+      ++impl.stats_.cache_hits;
+      return impl.DeliverMx(done, std::move(*hit));
     }
-    bool first = self->mx_cache_.Join(
-        domain, [self = self.get(), done = std::move(done)](Result<Destination> result) mutable {
+    bool first = impl.mx_cache_.Join(
+        domain, [self = &impl, done = std::move(done)](Result<Destination> result) mutable {
           self->DeliverMx(done, std::move(result));
         });
     if (!first) {
-      ++self->stats_.coalesced;
+      ++impl.stats_.coalesced;
       return;
     }
-    self->StartMx(domain);
+    impl.StartMx(domain);
   });
 }
 
@@ -508,23 +518,14 @@ void CaresResolver::Impl::FinishMx(const std::string& domain, Result<Destination
 // --- A / AAAA ------------------------------------------------------------
 
 void CaresResolver::Impl::ResolveHost(const std::string& raw, HostCallback done) {
-  std::weak_ptr<Impl> weak = weak_from_this();
-  asio::post(strand_, [weak, raw, done = std::move(done)]() mutable {
-    auto self = weak.lock();
-    if (!self) return;
-    if (self->channel_ == nullptr) {
-      return self->Post(
-          std::move(done),
-          Result<HostAddresses>(Fail(ErrorCode::kUnavailable, raw + ": DNS resolver not started")));
-    }
-    std::string name = NormalizeName(raw);
+  OnStrand<HostAddresses>(raw, std::move(done), [](Impl& impl, const std::string& asked, HostCallback done) {
+    std::string name = NormalizeName(asked);
     if (!IsValidName(name)) {
-      return self->Post(std::move(done),
-                        Result<HostAddresses>(Fail(ErrorCode::kInvalidArgument,
-                                                   "'" + raw + "': not a valid host name")));
+      return impl.Post(std::move(done), Result<HostAddresses>(Fail(ErrorCode::kInvalidArgument,
+                                                                   "'" + asked + "': not a valid host name")));
     }
-    self->LookupHost(
-        name, [self = self.get(), done = std::move(done)](Result<HostAddresses> result) mutable {
+    impl.LookupHost(
+        name, [self = &impl, done = std::move(done)](Result<HostAddresses> result) mutable {
           self->Post(std::move(done), std::move(result));
         });
   });

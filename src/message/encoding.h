@@ -1,5 +1,5 @@
-// Content and header encodings used when building messages: base64
-// (RFC 4648 4), quoted-printable (RFC 2045 6.7), RFC 2047 encoded-words, and
+// Content and header encodings used when building messages (base64 itself
+// is base/base64.h): quoted-printable (RFC 2045 6.7), RFC 2047 encoded-words, and
 // UTF-8 validation.
 //
 // Thread-safety: pure functions.
@@ -10,9 +10,6 @@
 #include <string_view>
 
 namespace hikyaku::message {
-
-// Standard base64 with '=' padding, no line breaks.
-std::string Base64Encode(std::string_view data);
 
 // Quoted-printable for text: line breaks in `text` (CRLF, LF or lone CR) are
 // written as CRLF hard breaks; every other octet outside 33..126 and '=' is

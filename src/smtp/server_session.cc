@@ -4,7 +4,7 @@
 #include <utility>
 
 #include "base/check.h"
-#include "smtp/base64.h"
+#include "base/base64.h"
 
 namespace hikyaku::smtp {
 namespace {

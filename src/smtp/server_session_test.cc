@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "smtp/base64.h"
+#include "base/base64.h"
 
 namespace hikyaku::smtp {
 namespace {

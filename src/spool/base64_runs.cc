@@ -1,24 +1,17 @@
 #include "spool/base64_runs.h"
 
-#include <array>
 #include <cstring>
+
+#include "base/base64.h"
 
 namespace hikyaku::spool {
 
 namespace {
 
-constexpr char kAlphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-constexpr uint8_t kInvalid = 0x80;  // any value with this bit is not a base64 digit ('=' included)
+constexpr std::string_view kAlphabet = kBase64Alphabet;
+constexpr uint8_t kInvalid = kNotBase64Digit;  // a bit no digit value has
 
-constexpr std::array<uint8_t, 256> MakeValues() {
-  std::array<uint8_t, 256> values{};
-  for (auto& v : values) v = kInvalid;
-  for (uint8_t i = 0; i < 64; ++i) values[static_cast<unsigned char>(kAlphabet[i])] = i;
-  return values;
-}
-constexpr std::array<uint8_t, 256> kValues = MakeValues();
-
-uint32_t Value(char c) { return kValues[static_cast<unsigned char>(c)]; }
+uint32_t Value(char c) { return Base64DigitValue(c); }
 
 enum class Line { kInvalid, kFull, kPadded };
 

@@ -1,22 +1,10 @@
-#include "smtp/base64.h"
+#include "base/base64.h"
 
-#include <array>
 #include <cstdint>
 
-namespace hikyaku::smtp {
+namespace hikyaku {
 namespace {
-
-constexpr char kAlphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-constexpr std::array<int8_t, 256> MakeDecodeTable() {
-  std::array<int8_t, 256> table{};
-  for (auto& v : table) v = -1;
-  for (int i = 0; i < 64; ++i) table[static_cast<uint8_t>(kAlphabet[i])] = static_cast<int8_t>(i);
-  return table;
-}
-
-constexpr std::array<int8_t, 256> kDecode = MakeDecodeTable();
-
+constexpr std::string_view kAlphabet = kBase64Alphabet;
 }  // namespace
 
 std::string Base64Encode(std::string_view bytes) {
@@ -59,8 +47,8 @@ Result<std::string> Base64Decode(std::string_view text) {
     }
     uint32_t v = 0;
     for (int j = 0; j < 4 - pad; ++j) {
-      int8_t d = kDecode[static_cast<uint8_t>(text[i + j])];
-      if (d < 0) return Fail(ErrorCode::kInvalidArgument, "base64: invalid character");
+      const uint8_t d = Base64DigitValue(text[i + j]);
+      if (d == kNotBase64Digit) return Fail(ErrorCode::kInvalidArgument, "base64: invalid character");
       v |= static_cast<uint32_t>(d) << (18 - 6 * j);
     }
     out.push_back(static_cast<char>((v >> 16) & 0xff));
@@ -75,4 +63,4 @@ Result<std::string> Base64Decode(std::string_view text) {
   return out;
 }
 
-}  // namespace hikyaku::smtp
+}  // namespace hikyaku

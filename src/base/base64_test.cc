@@ -1,8 +1,8 @@
-#include "smtp/base64.h"
+#include "base/base64.h"
 
 #include <gtest/gtest.h>
 
-namespace hikyaku::smtp {
+namespace hikyaku {
 namespace {
 
 TEST(Base64Test, Rfc4648Vectors) {
@@ -14,6 +14,7 @@ TEST(Base64Test, Rfc4648Vectors) {
       {"foob", "Zm9vYg=="},
       {"fooba", "Zm9vYmE="},
       {"foobar", "Zm9vYmFy"},
+      {"\xff\xfe", "//4="},
   };
   for (const auto& [plain, encoded] : vectors) {
     EXPECT_EQ(Base64Encode(plain), encoded);
@@ -41,4 +42,4 @@ TEST(Base64Test, RejectsMalformedInput) {
 }
 
 }  // namespace
-}  // namespace hikyaku::smtp
+}  // namespace hikyaku
