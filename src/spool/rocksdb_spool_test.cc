@@ -688,23 +688,32 @@ TEST(RocksDbSpoolCrashChild, AppendThenDie) {
   for (;;) pause();
 }
 
-TEST(RocksDbSpoolTest, CrashAfterAckKeepsAcknowledgedMail) {
-  TempDir dir;
+// Runs the child test `filter` of this binary in a fresh process with
+// `dir` as its spool, and returns the ids it reported as acknowledged
+// before it killed itself with SIGKILL.
+std::vector<MessageId> RunCrashChild(const fs::path& dir, const char* filter) {
   int fds[2];
-  ASSERT_EQ(pipe(fds), 0);
+  if (pipe(fds) != 0) {
+    ADD_FAILURE() << "pipe";
+    return {};
+  }
   const pid_t pid = fork();
-  ASSERT_GE(pid, 0);
+  if (pid < 0) {
+    ADD_FAILURE() << "fork";
+    return {};
+  }
   if (pid == 0) {
     // exec a fresh copy: forking a process with RocksDB's thread pools
     // alive and using RocksDB in the child is not safe.
     close(fds[0]);
-    setenv("HIKYAKU_SPOOL_CRASH_DIR", dir.path().c_str(), 1);
+    setenv("HIKYAKU_SPOOL_CRASH_DIR", dir.c_str(), 1);
     setenv("HIKYAKU_SPOOL_CRASH_FD", std::to_string(fds[1]).c_str(), 1);
     char self[4096];
     const ssize_t len = readlink("/proc/self/exe", self, sizeof self - 1);
     if (len <= 0) _exit(2);
     self[len] = '\0';
-    execl(self, self, "--gtest_filter=RocksDbSpoolCrashChild.AppendThenDie", static_cast<char*>(nullptr));
+    const std::string filter_arg = std::string("--gtest_filter=") + filter;
+    execl(self, self, filter_arg.c_str(), static_cast<char*>(nullptr));
     _exit(2);
   }
   close(fds[1]);
@@ -713,8 +722,14 @@ TEST(RocksDbSpoolTest, CrashAfterAckKeepsAcknowledgedMail) {
   while (read(fds[0], &id, sizeof id) == sizeof id) acked.push_back(MessageId(id));
   close(fds[0]);
   int status = 0;
-  ASSERT_EQ(waitpid(pid, &status, 0), pid);
-  ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) << "child status " << status;
+  EXPECT_EQ(waitpid(pid, &status, 0), pid);
+  EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) << "child status " << status;
+  return acked;
+}
+
+TEST(RocksDbSpoolTest, CrashAfterAckKeepsAcknowledgedMail) {
+  TempDir dir;
+  std::vector<MessageId> acked = RunCrashChild(dir.path(), "RocksDbSpoolCrashChild.AppendThenDie");
   ASSERT_GE(acked.size(), 300u);
 
   auto spool = MustOpen(Options(dir.path()));
@@ -730,6 +745,86 @@ TEST(RocksDbSpoolTest, CrashAfterAckKeepsAcknowledgedMail) {
   for (const auto& [m, count] : recipients) {
     EXPECT_EQ(count, 2) << m.ToString();
     EXPECT_TRUE(spool->ReadMessage(m)) << m.ToString();
+  }
+}
+
+
+// Text of `size` characters that zstd cannot shrink much, so a few hundred
+// messages fill a 1 MB memtable.
+IncomingMessage MakeBulkyMessage(uint64_t n, size_t size) {
+  IncomingMessage m = MakeMessage(n, 1, 0);
+  std::mt19937_64 rng(n * 7919);
+  m.content = "Subject: bulk " + std::to_string(n) + "\r\n\r\n";
+  while (m.content.size() < size) m.content.push_back(static_cast<char>('!' + rng() % 90));
+  return m;
+}
+
+constexpr uint64_t kRemovedFirst = 100'000;  // ids of the phase-1 messages
+constexpr int kRemovedCount = 600;
+
+SpoolOptions SmallMemtableOptions(const fs::path& dir) {
+  SpoolOptions options = Options(dir);
+  options.memtable_size = 1 << 20;  // a memtable switch, hence a new WAL, every ~150 messages
+  return options;
+}
+
+// The child half of CrashAfterRemovalsKeepsAcknowledgedMailOnly. Phase 1
+// appends and then removes many messages, across several memtable switches
+// (so some of them reached blob and table files before their removal);
+// phase 2 appends, reports acknowledgements and dies with SIGKILL in the
+// middle.
+TEST(RocksDbSpoolCrashChild, RemoveThenAppendThenDie) {
+  const char* dir = std::getenv("HIKYAKU_SPOOL_CRASH_DIR");
+  const char* fd_text = std::getenv("HIKYAKU_SPOOL_CRASH_FD");
+  if (dir == nullptr || fd_text == nullptr) GTEST_SKIP() << "only run as the child of the crash test";
+  const int fd = std::atoi(fd_text);
+  auto spool = OpenRocksDbSpool(SmallMemtableOptions(dir));
+  if (!spool) _exit(3);
+  for (int i = 0; i < kRemovedCount; ++i)
+    if (!AppendAndWait(**spool, MakeBulkyMessage(kRemovedFirst + i, 8000))) _exit(5);
+  for (int i = 0; i < kRemovedCount; ++i) {
+    std::promise<Result<void>> removed;
+    (*spool)->RemoveMessage(MakeMessage(kRemovedFirst + i, 0, 0).id, 1,
+                            [&](Result<void> r) { removed.set_value(std::move(r)); });
+    if (!removed.get_future().get()) _exit(6);
+  }
+  std::atomic<int> acked{0};
+  std::mutex write_mu;
+  for (int n = 1; n <= 2000; ++n) {
+    (*spool)->Append(MakeBulkyMessage(n, 8000), [&, n](Result<void> r) {
+      if (!r) return;
+      std::lock_guard lock(write_mu);
+      const uint64_t id = MakeMessage(n, 0, 0).id.value();
+      if (write(fd, &id, sizeof id) != sizeof id) _exit(4);
+      if (acked.fetch_add(1) + 1 == 600) kill(getpid(), SIGKILL);
+    });
+  }
+  for (;;) pause();
+}
+
+// After a crash every acknowledged message is back, whole, and no removed
+// message comes back from records older than its removal.
+TEST(RocksDbSpoolTest, CrashAfterRemovalsKeepsAcknowledgedMailOnly) {
+  TempDir dir;
+  std::vector<MessageId> acked = RunCrashChild(dir.path(), "RocksDbSpoolCrashChild.RemoveThenAppendThenDie");
+  ASSERT_GE(acked.size(), 600u);
+
+  auto spool = MustOpen(SmallMemtableOptions(dir.path()));
+  ASSERT_TRUE(spool);
+  for (MessageId m : acked) {
+    const int n = static_cast<int>(m.value() - MakeMessage(0, 0, 0).id.value());
+    ExpectStored(*spool, MakeBulkyMessage(n, 8000));
+  }
+  std::set<MessageId> pending;
+  ASSERT_TRUE(spool->ForEachPending([&](const RecipientRecord& r) {
+    EXPECT_TRUE(pending.insert(r.message).second) << "two records for " << r.message.ToString();
+  }));
+  for (MessageId m : pending) {
+    const uint64_t n = m.value() - MakeMessage(0, 0, 0).id.value();
+    EXPECT_LT(n, kRemovedFirst) << "removed message " << n << " came back";
+    auto got = spool->ReadMessage(m);
+    ASSERT_TRUE(got) << m.ToString() << ": " << got.error().ToString();
+    EXPECT_EQ(got->content, MakeBulkyMessage(n, 8000).content);
   }
 }
 
