@@ -948,6 +948,24 @@ def trial(system, args, message_size, trial_no):
         release_trial(resources=(cgroup, load, tracer), fs=fs, workdir=workdir, keep=args.keep)
 
 
+def refuse_stale_build(binary):
+    """Refuses a binary of this tree's build directory that is older than
+    one of the sources it is built from: a build that was not relinked after
+    a change measures code that is no longer in the tree, and the report
+    would name the wrong revision. Binaries elsewhere (copies kept for an
+    A/B comparison) are taken as they are."""
+    if not binary.startswith(os.path.join(REPO, "build") + os.sep) or not os.path.exists(binary):
+        return
+    built = os.stat(binary).st_mtime
+    files = run(["git", "-C", REPO, "ls-files", "src", "CMakeLists.txt", "CMakePresets.json", "cmake"],
+                timeout=30, check=False).stdout.split()
+    newer = [f for f in files
+             if os.path.exists(os.path.join(REPO, f)) and os.stat(os.path.join(REPO, f)).st_mtime > built]
+    if newer:
+        raise BenchError(f"{os.path.relpath(binary, REPO)} is older than {len(newer)} of its sources "
+                         f"(e.g. {newer[0]}): rebuild it first (cmake --build --preset release)")
+
+
 def release_trial(resources, fs, workdir, keep):
     """The common end of a trial's cleanup (here and in bench/relay.py):
     removes each resource that was made (cgroups, load generators, tracers),
@@ -1190,6 +1208,7 @@ def main():
     if args.timeout is None:
         args.timeout = 120 + args.messages / 50
     args.hikyaku = os.path.abspath(args.hikyaku)
+    refuse_stale_build(args.hikyaku)
     if os.geteuid() != 0:
         raise BenchError("run as root (loop mounts, cgroups, ftrace, a private Postfix)")
     if args.cleanup_stale:

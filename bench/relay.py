@@ -748,6 +748,7 @@ def main():
     if args.deliver_timeout is None:
         args.deliver_timeout = 300 + args.messages / 20
     args.hikyaku = os.path.abspath(args.hikyaku)
+    ib.refuse_stale_build(args.hikyaku)
     only = SCENARIOS
     if args.only:
         only = tuple(s.strip() for s in args.only.split(","))
