@@ -14,6 +14,7 @@
 #include <future>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <random>
 #include <set>
 #include <thread>
@@ -75,6 +76,9 @@ IncomingMessage MakeMessage(uint64_t n, int recipients, size_t size = 600) {
   m.origin = "smtp 127.0.0.1";
   return m;
 }
+
+// The n that MakeMessage(n, ...) gave `id`.
+int SerialOf(MessageId id) { return static_cast<int>(id.value() - MakeMessage(0, 0, 0).id.value()); }
 
 Result<void> AppendAndWait(Spool& spool, IncomingMessage m) {
   std::promise<Result<void>> promise;
@@ -663,29 +667,48 @@ INSTANTIATE_TEST_SUITE_P(Scopes, DiskFullTest,
 
 // --- Crash -------------------------------------------------------------------
 
+// What a crash child was started with by RunCrashChild: its spool
+// directory and the pipe for acknowledged ids; nullopt in a normal run.
+struct CrashChildSetup {
+  std::string dir;
+  int fd = -1;
+};
+std::optional<CrashChildSetup> CrashChild() {
+  const char* dir = std::getenv("HIKYAKU_SPOOL_CRASH_DIR");
+  const char* fd_text = std::getenv("HIKYAKU_SPOOL_CRASH_FD");
+  if (dir == nullptr || fd_text == nullptr) return std::nullopt;
+  return CrashChildSetup{dir, std::atoi(fd_text)};
+}
+
+// Appends messages 1..count (made by `make`) all at once, reports each
+// acknowledged id on `fd`, and kills the process with SIGKILL (no Close, no
+// destructors) once `die_after` were acknowledged, with writes in flight.
+template <typename Make>
+[[noreturn]] void AppendReportAndDie(Spool& spool, int fd, int count, int die_after, Make make) {
+  std::atomic<int> acked{0};
+  std::mutex write_mu;
+  for (int n = 1; n <= count; ++n) {
+    spool.Append(make(n), [&, n](Result<void> r) {
+      if (!r) return;
+      std::lock_guard lock(write_mu);
+      const uint64_t id = MakeMessage(n, 0, 0).id.value();
+      if (write(fd, &id, sizeof id) != sizeof id) _exit(4);
+      if (acked.fetch_add(1) + 1 == die_after) kill(getpid(), SIGKILL);
+    });
+  }
+  for (;;) pause();
+}
+
 // The child half of CrashAfterAckKeepsAcknowledgedMail: runs only when that
 // test re-executes this binary. Appends with many writes in flight, reports
 // each acknowledged id on a pipe, and kills itself with SIGKILL (no Close,
 // no destructors) once enough have been acknowledged.
 TEST(RocksDbSpoolCrashChild, AppendThenDie) {
-  const char* dir = std::getenv("HIKYAKU_SPOOL_CRASH_DIR");
-  const char* fd_text = std::getenv("HIKYAKU_SPOOL_CRASH_FD");
-  if (dir == nullptr || fd_text == nullptr) GTEST_SKIP() << "only run as the child of the crash test";
-  const int fd = std::atoi(fd_text);
-  auto spool = OpenRocksDbSpool(Options(dir));
+  auto child = CrashChild();
+  if (!child) GTEST_SKIP() << "only run as the child of the crash test";
+  auto spool = OpenRocksDbSpool(Options(child->dir));
   if (!spool) _exit(3);
-  std::atomic<int> acked{0};
-  std::mutex write_mu;
-  for (int n = 1; n <= 5000; ++n) {
-    (*spool)->Append(MakeMessage(n, 2, 1000), [&, n](Result<void> r) {
-      if (!r) return;
-      std::lock_guard lock(write_mu);
-      const uint64_t id = MakeMessage(n, 0, 0).id.value();
-      if (write(fd, &id, sizeof id) != sizeof id) _exit(4);
-      if (acked.fetch_add(1) + 1 == 300) kill(getpid(), SIGKILL);
-    });
-  }
-  for (;;) pause();
+  AppendReportAndDie(**spool, child->fd, 5000, 300, [](int n) { return MakeMessage(n, 2, 1000); });
 }
 
 // Runs the child test `filter` of this binary in a fresh process with
@@ -734,10 +757,7 @@ TEST(RocksDbSpoolTest, CrashAfterAckKeepsAcknowledgedMail) {
 
   auto spool = MustOpen(Options(dir.path()));
   ASSERT_TRUE(spool);
-  for (MessageId m : acked) {
-    const int n = static_cast<int>(m.value() - MakeMessage(0, 0, 0).id.value());
-    ExpectStored(*spool, MakeMessage(n, 2, 1000));
-  }
+  for (MessageId m : acked) ExpectStored(*spool, MakeMessage(SerialOf(m), 2, 1000));
   // Unacknowledged messages may or may not be present, but never torn: every
   // stored message has its meta, content and both recipients.
   std::map<MessageId, int> recipients;
@@ -774,11 +794,9 @@ SpoolOptions SmallMemtableOptions(const fs::path& dir) {
 // phase 2 appends, reports acknowledgements and dies with SIGKILL in the
 // middle.
 TEST(RocksDbSpoolCrashChild, RemoveThenAppendThenDie) {
-  const char* dir = std::getenv("HIKYAKU_SPOOL_CRASH_DIR");
-  const char* fd_text = std::getenv("HIKYAKU_SPOOL_CRASH_FD");
-  if (dir == nullptr || fd_text == nullptr) GTEST_SKIP() << "only run as the child of the crash test";
-  const int fd = std::atoi(fd_text);
-  auto spool = OpenRocksDbSpool(SmallMemtableOptions(dir));
+  auto child = CrashChild();
+  if (!child) GTEST_SKIP() << "only run as the child of the crash test";
+  auto spool = OpenRocksDbSpool(SmallMemtableOptions(child->dir));
   if (!spool) _exit(3);
   for (int i = 0; i < kRemovedCount; ++i)
     if (!AppendAndWait(**spool, MakeBulkyMessage(kRemovedFirst + i, 8000))) _exit(5);
@@ -788,18 +806,7 @@ TEST(RocksDbSpoolCrashChild, RemoveThenAppendThenDie) {
                             [&](Result<void> r) { removed.set_value(std::move(r)); });
     if (!removed.get_future().get()) _exit(6);
   }
-  std::atomic<int> acked{0};
-  std::mutex write_mu;
-  for (int n = 1; n <= 2000; ++n) {
-    (*spool)->Append(MakeBulkyMessage(n, 8000), [&, n](Result<void> r) {
-      if (!r) return;
-      std::lock_guard lock(write_mu);
-      const uint64_t id = MakeMessage(n, 0, 0).id.value();
-      if (write(fd, &id, sizeof id) != sizeof id) _exit(4);
-      if (acked.fetch_add(1) + 1 == 600) kill(getpid(), SIGKILL);
-    });
-  }
-  for (;;) pause();
+  AppendReportAndDie(**spool, child->fd, 2000, 600, [](int n) { return MakeBulkyMessage(n, 8000); });
 }
 
 // After a crash every acknowledged message is back, whole, and no removed
@@ -811,17 +818,14 @@ TEST(RocksDbSpoolTest, CrashAfterRemovalsKeepsAcknowledgedMailOnly) {
 
   auto spool = MustOpen(SmallMemtableOptions(dir.path()));
   ASSERT_TRUE(spool);
-  for (MessageId m : acked) {
-    const int n = static_cast<int>(m.value() - MakeMessage(0, 0, 0).id.value());
-    ExpectStored(*spool, MakeBulkyMessage(n, 8000));
-  }
+  for (MessageId m : acked) ExpectStored(*spool, MakeBulkyMessage(SerialOf(m), 8000));
   std::set<MessageId> pending;
   ASSERT_TRUE(spool->ForEachPending([&](const RecipientRecord& r) {
     EXPECT_TRUE(pending.insert(r.message).second) << "two records for " << r.message.ToString();
   }));
   for (MessageId m : pending) {
-    const uint64_t n = m.value() - MakeMessage(0, 0, 0).id.value();
-    EXPECT_LT(n, kRemovedFirst) << "removed message " << n << " came back";
+    const int n = SerialOf(m);
+    EXPECT_LT(n, static_cast<int>(kRemovedFirst)) << "removed message " << n << " came back";
     auto got = spool->ReadMessage(m);
     ASSERT_TRUE(got) << m.ToString() << ": " << got.error().ToString();
     EXPECT_EQ(got->content, MakeBulkyMessage(n, 8000).content);
