@@ -949,21 +949,23 @@ def trial(system, args, message_size, trial_no):
 
 
 def refuse_stale_build(binary):
-    """Refuses a binary of this tree's build directory that is older than
-    one of the sources it is built from: a build that was not relinked after
-    a change measures code that is no longer in the tree, and the report
-    would name the wrong revision. Binaries elsewhere (copies kept for an
-    A/B comparison) are taken as they are."""
-    if not binary.startswith(os.path.join(REPO, "build") + os.sep) or not os.path.exists(binary):
+    """Refuses a binary of this tree's build directories that its build
+    system would rebuild (ninja's dry run has work to do for it): a link
+    that missed a change measures code that is no longer in the tree, under
+    the tree's revision. Binaries elsewhere (copies kept for an A/B
+    comparison) are taken as they are."""
+    build_root = os.path.join(REPO, "build") + os.sep
+    if not binary.startswith(build_root) or not os.path.exists(binary):
         return
-    built = os.stat(binary).st_mtime
-    files = run(["git", "-C", REPO, "ls-files", "src", "CMakeLists.txt", "CMakePresets.json", "cmake"],
-                timeout=30, check=False).stdout.split()
-    newer = [f for f in files
-             if os.path.exists(os.path.join(REPO, f)) and os.stat(os.path.join(REPO, f)).st_mtime > built]
-    if newer:
-        raise BenchError(f"{os.path.relpath(binary, REPO)} is older than {len(newer)} of its sources "
-                         f"(e.g. {newer[0]}): rebuild it first (cmake --build --preset release)")
+    build_dir = os.path.join(REPO, "build", binary[len(build_root):].split(os.sep)[0])
+    target = os.path.relpath(binary, build_dir)
+    if not shutil.which("ninja") or not os.path.exists(os.path.join(build_dir, "build.ninja")):
+        log(f"warning: cannot tell whether {os.path.relpath(binary, REPO)} is up to date (no ninja build)")
+        return
+    p = run(["ninja", "-C", build_dir, "-n", target], timeout=120, check=False)
+    if p.returncode != 0 or "no work to do" not in p.stdout:
+        raise BenchError(f"{os.path.relpath(binary, REPO)} is not up to date with the tree: rebuild it first "
+                         f"(cmake --build {os.path.relpath(build_dir, REPO)} --target hikyaku)")
 
 
 def release_trial(resources, fs, workdir, keep):
