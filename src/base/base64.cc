@@ -3,9 +3,6 @@
 #include <cstdint>
 
 namespace hikyaku {
-namespace {
-constexpr std::string_view kAlphabet = kBase64Alphabet;
-}  // namespace
 
 std::string Base64Encode(std::string_view bytes) {
   std::string out;
@@ -15,18 +12,18 @@ std::string Base64Encode(std::string_view bytes) {
     uint32_t v = (uint32_t{static_cast<uint8_t>(bytes[i])} << 16) |
                  (uint32_t{static_cast<uint8_t>(bytes[i + 1])} << 8) |
                  uint32_t{static_cast<uint8_t>(bytes[i + 2])};
-    out.push_back(kAlphabet[(v >> 18) & 63]);
-    out.push_back(kAlphabet[(v >> 12) & 63]);
-    out.push_back(kAlphabet[(v >> 6) & 63]);
-    out.push_back(kAlphabet[v & 63]);
+    out.push_back(kBase64Alphabet[(v >> 18) & 63]);
+    out.push_back(kBase64Alphabet[(v >> 12) & 63]);
+    out.push_back(kBase64Alphabet[(v >> 6) & 63]);
+    out.push_back(kBase64Alphabet[v & 63]);
   }
   size_t rest = bytes.size() - i;
   if (rest > 0) {
     uint32_t v = uint32_t{static_cast<uint8_t>(bytes[i])} << 16;
     if (rest == 2) v |= uint32_t{static_cast<uint8_t>(bytes[i + 1])} << 8;
-    out.push_back(kAlphabet[(v >> 18) & 63]);
-    out.push_back(kAlphabet[(v >> 12) & 63]);
-    out.push_back(rest == 2 ? kAlphabet[(v >> 6) & 63] : '=');
+    out.push_back(kBase64Alphabet[(v >> 18) & 63]);
+    out.push_back(kBase64Alphabet[(v >> 12) & 63]);
+    out.push_back(rest == 2 ? kBase64Alphabet[(v >> 6) & 63] : '=');
     out.push_back('=');
   }
   return out;

@@ -1,7 +1,5 @@
 #include "inject/smtp_listener.h"
 
-#include "net/server_socket.h"
-
 #include <array>
 #include <chrono>
 #include <optional>
@@ -20,6 +18,7 @@
 #include "auth/password.h"
 #include "inject/async_submit.h"
 #include "inject/intake.h"
+#include "net/server_socket.h"
 #include "smtp/server_session.h"
 
 namespace hikyaku::inject {

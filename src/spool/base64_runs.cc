@@ -8,9 +8,6 @@ namespace hikyaku::spool {
 
 namespace {
 
-constexpr std::string_view kAlphabet = kBase64Alphabet;
-constexpr uint8_t kInvalid = kNotBase64Digit;  // a bit no digit value has
-
 uint32_t Value(char c) { return Base64DigitValue(c); }
 
 enum class Line { kInvalid, kFull, kPadded };
@@ -24,7 +21,7 @@ Line DecodeLine(const char* s, size_t length, std::string& out) {
   char* o = out.data() + base;
   for (size_t g = 0; g + 1 < groups; ++g, s += 4, o += 3) {
     const uint32_t a = Value(s[0]), b = Value(s[1]), c = Value(s[2]), d = Value(s[3]);
-    if (((a | b | c | d) & kInvalid) != 0) {
+    if (((a | b | c | d) & kNotBase64Digit) != 0) {
       out.resize(base);
       return Line::kInvalid;
     }
@@ -37,19 +34,19 @@ Line DecodeLine(const char* s, size_t length, std::string& out) {
   // padding leaves unused are zero (RFC 4648 3.5), so re-encoding the bytes
   // gives the same characters.
   const uint32_t a = Value(s[0]), b = Value(s[1]), c = Value(s[2]), d = Value(s[3]);
-  if (((a | b | c | d) & kInvalid) == 0) {
+  if (((a | b | c | d) & kNotBase64Digit) == 0) {
     const uint32_t v = a << 18 | b << 12 | c << 6 | d;
     o[0] = static_cast<char>(v >> 16);
     o[1] = static_cast<char>(v >> 8);
     o[2] = static_cast<char>(v);
     return Line::kFull;
   }
-  if (s[3] == '=' && s[2] == '=' && ((a | b) & kInvalid) == 0 && (b & 0x0f) == 0) {
+  if (s[3] == '=' && s[2] == '=' && ((a | b) & kNotBase64Digit) == 0 && (b & 0x0f) == 0) {
     o[0] = static_cast<char>(a << 2 | b >> 4);
     out.resize(out.size() - 2);
     return Line::kPadded;
   }
-  if (s[3] == '=' && ((a | b | c) & kInvalid) == 0 && (c & 0x03) == 0) {
+  if (s[3] == '=' && ((a | b | c) & kNotBase64Digit) == 0 && (c & 0x03) == 0) {
     const uint32_t v = a << 18 | b << 12 | c << 6;
     o[0] = static_cast<char>(v >> 16);
     o[1] = static_cast<char>(v >> 8);
@@ -137,16 +134,16 @@ void ExpandBase64Run(std::string_view bytes, uint32_t line_length, std::string& 
     size_t i = 0;
     for (; i + 3 <= take; i += 3, o += 4) {
       const uint32_t v = uint32_t{in[i]} << 16 | uint32_t{in[i + 1]} << 8 | in[i + 2];
-      o[0] = kAlphabet[v >> 18];
-      o[1] = kAlphabet[(v >> 12) & 63];
-      o[2] = kAlphabet[(v >> 6) & 63];
-      o[3] = kAlphabet[v & 63];
+      o[0] = kBase64Alphabet[v >> 18];
+      o[1] = kBase64Alphabet[(v >> 12) & 63];
+      o[2] = kBase64Alphabet[(v >> 6) & 63];
+      o[3] = kBase64Alphabet[v & 63];
     }
     if (i < take) {
       const uint32_t v = uint32_t{in[i]} << 16 | (i + 1 < take ? uint32_t{in[i + 1]} << 8 : 0);
-      o[0] = kAlphabet[v >> 18];
-      o[1] = kAlphabet[(v >> 12) & 63];
-      o[2] = i + 1 < take ? kAlphabet[(v >> 6) & 63] : '=';
+      o[0] = kBase64Alphabet[v >> 18];
+      o[1] = kBase64Alphabet[(v >> 12) & 63];
+      o[2] = i + 1 < take ? kBase64Alphabet[(v >> 6) & 63] : '=';
       o[3] = '=';
       o += 4;
     }

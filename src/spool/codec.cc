@@ -1,7 +1,5 @@
 #include "spool/codec.h"
 
-#include "spool/base64_runs.h"
-
 #include <zstd.h>
 
 #include <algorithm>
@@ -11,6 +9,8 @@
 #include <optional>
 #include <utility>
 #include <vector>
+
+#include "spool/base64_runs.h"
 
 namespace hikyaku::spool {
 

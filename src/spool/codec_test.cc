@@ -228,37 +228,45 @@ TEST(ContentCodecTest, LongTextAroundAnAttachmentIsCompressed) {
   EXPECT_EQ(*DecodeContent(stored), mail);
 }
 
+// Flips a random byte at or after `from`, `count` times (seeded): each
+// mutated record is refused or decodes to the declared size, never crashes
+// or over-allocates.
+void ExpectMutationsRefusedOrSized(const std::string& full, size_t from, size_t size, int count, unsigned seed) {
+  std::mt19937 rng(seed);
+  for (int i = 0; i < count; ++i) {
+    std::string mutated = full;
+    mutated[from + rng() % (mutated.size() - from)] ^= static_cast<char>(1 + rng() % 255);
+    auto d = DecodeContent(mutated);
+    if (d) {
+      EXPECT_EQ(d->size(), size);
+    }
+  }
+}
+
+// Every proper prefix of an encoded record is refused as corrupt.
+void ExpectEveryTruncationIsCorruption(const std::string& full) {
+  for (size_t n = 0; n < full.size(); ++n) {
+    auto d = DecodeContent(std::string_view(full).substr(0, n));
+    ASSERT_FALSE(d) << "accepted a prefix of length " << n;
+    EXPECT_EQ(d.error().code(), ErrorCode::kCorruption);
+  }
+}
+
 TEST(ContentCodecTest, PackedTruncationsAndMutationsAreCorruption) {
   for (int text_lines : {1, 200}) {  // plain text stored raw, and zstd-compressed
     const std::string mail = MailWithAttachment(3000, 9, text_lines);
     const std::string full = EncodeContent(mail, true);
     ASSERT_EQ(static_cast<ContentEncoding>(full[1]), ContentEncoding::kBase64Packed);
-    for (size_t n = 0; n < full.size(); ++n) {
-      auto d = DecodeContent(std::string_view(full).substr(0, n));
-      ASSERT_FALSE(d) << "accepted a prefix of length " << n;
-      EXPECT_EQ(d.error().code(), ErrorCode::kCorruption);
-    }
+    ExpectEveryTruncationIsCorruption(full);
     EXPECT_EQ(DecodeContent(full + "x").error().code(), ErrorCode::kCorruption);
-    std::mt19937 rng(5);
-    for (int i = 0; i < 5000; ++i) {
-      std::string mutated = full;
-      mutated[2 + rng() % (mutated.size() - 2)] ^= static_cast<char>(1 + rng() % 255);
-      auto d = DecodeContent(mutated);
-      if (d) {
-        EXPECT_EQ(d->size(), mail.size());
-      }
-    }
+    ExpectMutationsRefusedOrSized(full, 2, mail.size(), 5000, 5);
   }
 }
 
 TEST(ContentCodecTest, EveryTruncationIsCorruption) {
   for (bool compress : {false, true}) {
-    const std::string full = EncodeContent(MailBody(2000), compress);
-    for (size_t n = 0; n < full.size(); ++n) {
-      auto d = DecodeContent(std::string_view(full).substr(0, n));
-      ASSERT_FALSE(d) << "accepted a prefix of length " << n << " compress " << compress;
-      EXPECT_EQ(d.error().code(), ErrorCode::kCorruption);
-    }
+    SCOPED_TRACE(compress ? "compressed" : "raw");
+    ExpectEveryTruncationIsCorruption(EncodeContent(MailBody(2000), compress));
   }
 }
 
@@ -273,15 +281,7 @@ TEST(ContentCodecTest, GarbageIsCorruptionNotACrash) {
   EXPECT_EQ(DecodeContent(unknown_version).error().code(), ErrorCode::kCorruption);
   // Flip bytes inside the zstd frame: must be refused or decode to the
   // declared size, never crash or over-allocate.
-  std::mt19937 rng(1);
-  for (int i = 0; i < 2000; ++i) {
-    std::string mutated = v;
-    mutated[4 + rng() % (mutated.size() - 4)] ^= static_cast<char>(1 + rng() % 255);
-    auto d = DecodeContent(mutated);
-    if (d) {
-      EXPECT_EQ(d->size(), 2000u);
-    }
-  }
+  ExpectMutationsRefusedOrSized(v, 4, 2000, 2000, 1);
 }
 
 }  // namespace

@@ -25,6 +25,9 @@ constexpr std::array<uint32_t, 256> MakeTable() {
 
 constexpr std::array<uint32_t, 256> kTable = MakeTable();
 
+// Calls that came through the wrap, per thread (Crc32cOverrideCallsOnThisThread).
+thread_local uint64_t override_calls = 0;
+
 #if defined(__x86_64__)
 // 8 bytes per instruction once aligned. The instruction works on the raw
 // register; the pre- and post-inversion of the CRC32C definition are done
@@ -81,13 +84,6 @@ uint32_t Crc32cExtend(uint32_t crc, const char* data, size_t size) {
 #endif
   return Crc32cExtendPortable(crc, data, size);
 }
-
-}  // namespace hikyaku::spool
-
-namespace hikyaku::spool {
-namespace {
-thread_local uint64_t override_calls = 0;
-}  // namespace
 
 uint64_t Crc32cOverrideCallsOnThisThread() { return override_calls; }
 
