@@ -24,6 +24,7 @@
 
 #include "spool/codec.h"
 #include "spool/crc32c.h"
+#include "spool/journal.h"
 
 namespace hikyaku::spool {
 
@@ -36,19 +37,24 @@ constexpr char kRecipientsFamily[] = "recipients";
 // the spool is created. A spool written by a newer, incompatible hikyaku is
 // refused instead of being misread.
 constexpr char kFormatKey[] = "hikyaku-spool-format";
-constexpr char kFormatVersion[] = "1";
+// 2: writes go through the spool's journal (journal/), RocksDB's WAL is off.
+// 1: RocksDB's WAL; opening one upgrades it (RocksDB replays and flushes its
+// WAL while opening, after which nothing lives only in a log).
+constexpr char kFormatVersion[] = "2";
+constexpr char kFormatVersionWal[] = "1";
+// In the default column family: the LSN of the last journal record whose
+// writes the database holds. Every group's batch sets it, so the flushed
+// (persisted) value is the journal's checkpoint (docs/spool.md).
+constexpr char kJournalLsnKey[] = "hikyaku-journal-lsn";
 
 // Bodies at least this large go to blob files; smaller values (and all keys)
 // stay in the LSM tree. 512 bytes: below it the 30-odd bytes of blob index
 // plus a random read per delivery cost more than compacting the value.
 constexpr uint64_t kMinBlobSize = 512;
-// After a background error (disk full) RocksDB refuses writes until
-// DB::Resume(). Resume flushes every memtable, so on a still-full disk it is
-// expensive and pointless: try at most this often.
+// After a failed commit (disk full) the spool refuses writes until it has
+// recovered; recovering flushes, so on a still-full disk it is expensive and
+// pointless: try at most this often.
 constexpr auto kResumeInterval = std::chrono::seconds(1);
-// Upper bound on remembered failed appends whose leftovers are deleted at
-// the next successful commit (16 bytes each).
-constexpr size_t kMaxOrphans = 1 << 20;
 
 Error ToError(const rocksdb::Status& s, std::string_view what) {
   std::string message = "spool: ";
@@ -65,18 +71,46 @@ Error ToError(const rocksdb::Status& s, std::string_view what) {
 }
 
 Error Unavailable() { return Error(ErrorCode::kUnavailable, "spool: closed"); }
+
+std::string EncodeLsn(uint64_t lsn) {
+  std::string out(8, '\0');
+  for (int i = 0; i < 8; ++i) out[i] = static_cast<char>(lsn >> (8 * i));
+  return out;
+}
+
+// The journal checkpoint as the database holds it; with kPersistedTier only
+// what flushes made durable (the memtables, written with the WAL off, are
+// skipped). 0 when never written.
+Result<uint64_t> ReadCheckpoint(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* family, rocksdb::ReadTier tier) {
+  rocksdb::ReadOptions read;
+  read.read_tier = tier;
+  std::string value;
+  rocksdb::Status s = db->Get(read, family, kJournalLsnKey, &value);
+  if (s.IsNotFound()) return 0;
+  if (!s.ok()) return tl::unexpected(ToError(s, "reading the journal checkpoint"));
+  if (value.size() != 8) return Fail(ErrorCode::kCorruption, "spool: malformed journal checkpoint");
+  uint64_t lsn = 0;
+  for (int i = 0; i < 8; ++i) lsn |= static_cast<uint64_t>(static_cast<unsigned char>(value[i])) << (8 * i);
+  return lsn;
+}
+
+// Journal segments: a few per memtable, so segments free up at every flush.
+uint64_t SegmentSize(const SpoolOptions& options) {
+  return std::clamp<uint64_t>(options.memtable_size / 4, 1ull << 20, 32ull << 20);
+}
 Error Reopening() {
   return Error(ErrorCode::kUnavailable, "spool: database is being reopened after a write error");
 }
 
-// An open RocksDB instance and its column family handles, in the order
-// default, content, meta, recipients.
+// An open RocksDB instance, its column family handles (in the order
+// default, content, meta, recipients) and the journal in front of it.
 struct Database {
   std::unique_ptr<rocksdb::DB> db;
   std::vector<rocksdb::ColumnFamilyHandle*> handles;
-  bool read_only = false;
+  std::unique_ptr<Journal> journal;
 
   void Close() {
+    journal.reset();  // its checkpoint function reads db
     if (!db) return;
     for (auto* handle : handles) db->DestroyColumnFamilyHandle(handle).PermitUncheckedError();
     handles.clear();
@@ -109,10 +143,15 @@ rocksdb::ColumnFamilyOptions FamilyOptions(const SpoolOptions& options, bool blo
   return cf;
 }
 
-// read_only: the fallback while the disk is full (see Reopen); it replays
-// the WAL in memory and writes nothing, so it opens on a full disk.
+// Opens the database and brings it up to date from the journal: every
+// record above the database's checkpoint is replayed (up to
+// `replay_limit`, the last LSN acknowledged, when the spool reopens after a
+// failure: later records were refused), then the checkpoint is moved past
+// every record in the journal and flushed, so that nothing is replayed
+// twice and writing can start a new round.
 Result<Database> OpenDatabase(const SpoolOptions& options, rocksdb::Env* env,
-                              const std::shared_ptr<rocksdb::Statistics>& statistics, bool read_only = false) {
+                              const std::shared_ptr<rocksdb::Statistics>& statistics,
+                              uint64_t replay_limit = std::numeric_limits<uint64_t>::max()) {
   std::error_code ec;
   std::filesystem::create_directories(options.path, ec);
   if (ec) return Fail(ErrorCode::kIo, "spool: cannot create " + options.path.string() + ": " + ec.message());
@@ -121,19 +160,19 @@ Result<Database> OpenDatabase(const SpoolOptions& options, rocksdb::Env* env,
   if (env != nullptr) db.env = env;
   db.create_if_missing = true;
   db.create_missing_column_families = true;
-  // All families flush together, so a WAL file becomes obsolete at every
-  // flush instead of being pinned by a family that rarely fills.
+  // The spool writes with RocksDB's WAL off (its journal is the log), so a
+  // flush is what makes writes durable in the database: atomic_flush keeps
+  // the families' flushed states one consistent prefix of the groups, the
+  // checkpoint key (default family) included.
   db.atomic_flush = true;
-  db.max_total_wal_size = 4 * options.memtable_size;
   db.max_background_jobs = 2;
+  // Memtables are not flushed at shutdown: the journal holds them and the
+  // next open replays it, so a flush now would only move the same table
+  // writes earlier.
   db.avoid_flush_during_shutdown = true;
-  // A torn last record after a crash belonged to a write that was never
-  // acknowledged; stop replay there rather than refusing to open.
+  // For a format-1 spool's WAL: a torn last record belonged to a write that
+  // was never acknowledged; stop replay there rather than refusing to open.
   db.wal_recovery_mode = rocksdb::WALRecoveryMode::kPointInTimeRecovery;
-  // wal_compression stays off: RocksDB 7.8's compressed-WAL reader can
-  // reject valid fragmented records at recovery (fixed in 7.10); content is
-  // compressed by the codec instead.
-  db.wal_compression = rocksdb::kNoCompression;
   db.bytes_per_sync = 1 << 20;  // smooth write-back of table and blob files
   db.keep_log_file_num = 4;
   db.max_log_file_size = 8 << 20;
@@ -146,19 +185,18 @@ Result<Database> OpenDatabase(const SpoolOptions& options, rocksdb::Env* env,
       {kRecipientsFamily, FamilyOptions(options, false)},
   };
   Database out;
-  out.read_only = read_only;
   rocksdb::DB* raw = nullptr;
-  rocksdb::Status s = read_only
-                          ? rocksdb::DB::OpenForReadOnly(db, options.path.string(), families, &out.handles, &raw)
-                          : rocksdb::DB::Open(db, options.path.string(), families, &out.handles, &raw);
+  rocksdb::Status s = rocksdb::DB::Open(db, options.path.string(), families, &out.handles, &raw);
   if (!s.ok()) return tl::unexpected(ToError(s, "opening " + options.path.string()));
   out.db.reset(raw);
-  if (read_only) return out;
   auto close_on_error = [&](Error error) {
     out.Close();
     return tl::unexpected(std::move(error));
   };
 
+  rocksdb::WriteOptions unlogged;
+  unlogged.disableWAL = true;
+  bool changed = false;  // something only in memtables that must be flushed
   std::string format;
   s = out.db->Get(rocksdb::ReadOptions(), out.handles[0], kFormatKey, &format);
   if (s.IsNotFound()) {
@@ -171,15 +209,53 @@ Result<Database> OpenDatabase(const SpoolOptions& options, rocksdb::Env* env,
     if (has_messages)
       return close_on_error(Error(ErrorCode::kCorruption,
                                   "spool: " + options.path.string() + " holds messages but no format marker"));
-    rocksdb::WriteOptions write;
-    write.sync = true;
-    s = out.db->Put(write, out.handles[0], kFormatKey, kFormatVersion);
-    if (!s.ok()) return close_on_error(ToError(s, "writing the format marker"));
+    changed = true;
   } else if (!s.ok()) {
     return close_on_error(ToError(s, "reading the format marker"));
+  } else if (format == kFormatVersionWal) {
+    // Upgrade: make sure what the WAL replay recovered is in table files
+    // before the WAL stops being written.
+    rocksdb::FlushOptions flush;
+    s = out.db->Flush(flush, out.handles);
+    if (!s.ok()) return close_on_error(ToError(s, "flushing a format-1 spool"));
+    changed = true;
   } else if (format != kFormatVersion) {
     return close_on_error(Error(ErrorCode::kCorruption,
                                 "spool: " + options.path.string() + " has unknown format version '" + format + "'"));
+  }
+  if (changed) {
+    s = out.db->Put(unlogged, out.handles[0], kFormatKey, kFormatVersion);
+    if (!s.ok()) return close_on_error(ToError(s, "writing the format marker"));
+  }
+
+  auto checkpoint = ReadCheckpoint(out.db.get(), out.handles[0], rocksdb::kReadAllTier);
+  if (!checkpoint) return close_on_error(checkpoint.error());
+  JournalOptions journal;
+  journal.dir = options.path / "journal";
+  journal.segment_size = SegmentSize(options);
+  if (env != nullptr) journal.fs = env->GetFileSystem().get();
+  journal.checkpoint = [db = out.db.get(), family = out.handles[0]] {
+    auto lsn = ReadCheckpoint(db, family, rocksdb::kPersistedTier);
+    return lsn ? *lsn : 0;  // unreadable: overwrite nothing
+  };
+  auto replay = [&](uint64_t lsn, std::string_view payload) -> Result<void> {
+    if (lsn > replay_limit) return {};
+    rocksdb::WriteBatch batch{std::string(payload)};
+    rocksdb::Status w = out.db->Write(unlogged, &batch);
+    if (!w.ok()) return tl::unexpected(ToError(w, "replaying journal record " + std::to_string(lsn)));
+    return {};
+  };
+  auto recovered = Journal::Recover(std::move(journal), *checkpoint, replay);
+  if (!recovered) return close_on_error(recovered.error());
+  out.journal = std::move(*recovered);
+
+  const uint64_t sealed = out.journal->next_lsn() - 1;
+  if (changed || sealed != *checkpoint) {
+    s = out.db->Put(unlogged, out.handles[0], kJournalLsnKey, EncodeLsn(sealed));
+    if (!s.ok()) return close_on_error(ToError(s, "writing the journal checkpoint"));
+    rocksdb::FlushOptions flush;
+    s = out.db->Flush(flush, out.handles);
+    if (!s.ok()) return close_on_error(ToError(s, "flushing the recovered journal"));
   }
   return out;
 }
@@ -211,6 +287,7 @@ class RocksDbSpool final : public Spool {
         database_(std::move(database)),
         statistics_(std::move(statistics)) {
     highest_id_ = HighestStoredId();
+    committed_lsn_ = database_.journal->next_lsn() - 1;
     commit_thread_ = std::thread([this] { CommitLoop(); });
     reclaim_thread_ = std::thread([this] { ReclaimLoop(); });
   }
@@ -330,7 +407,10 @@ class RocksDbSpool final : public Spool {
     stats.failed_appends = failed_appends_.load(std::memory_order_relaxed);
     stats.updates = updates_.load(std::memory_order_relaxed);
     stats.resumes = resumes_.load(std::memory_order_relaxed);
-    stats.wal_bytes = statistics_->getTickerCount(rocksdb::WAL_FILE_BYTES);
+    // The journal is the spool's WAL now; RocksDB's own stays empty.
+    stats.wal_bytes = journal_bytes_.load(std::memory_order_relaxed) + statistics_->getTickerCount(rocksdb::WAL_FILE_BYTES);
+    stats.journal_segments_created = journal_segments_created_.load(std::memory_order_relaxed);
+    stats.journal_segments_reused = journal_segments_reused_.load(std::memory_order_relaxed);
     stats.flush_bytes = statistics_->getTickerCount(rocksdb::FLUSH_WRITE_BYTES);
     stats.blob_bytes = statistics_->getTickerCount(rocksdb::BLOB_DB_BLOB_FILE_BYTES_WRITTEN);
     stats.compaction_bytes = statistics_->getTickerCount(rocksdb::COMPACT_WRITE_BYTES);
@@ -359,10 +439,9 @@ class RocksDbSpool final : public Spool {
     if (db() == nullptr) return;
     // sync = none acknowledged writes that are only in the page cache; a
     // clean shutdown should not leave them exposed to a power loss.
-    if (sync_ == config::SyncMode::kNone) db()->SyncWAL().PermitUncheckedError();
+    if (sync_ == config::SyncMode::kNone && !needs_resume_) (void)database_.journal->Sync();
     // Memtables are not flushed at shutdown (avoid_flush_during_shutdown):
-    // the synced WAL already holds them and the next open replays it, so a
-    // flush now would only move the same table writes earlier.
+    // the synced journal already holds them and the next open replays it.
     database_.Close();
   }
 
@@ -441,9 +520,9 @@ class RocksDbSpool final : public Spool {
 
   void Commit(std::vector<Request>& group) {
     MaybeResume();
-    if (db() == nullptr || database_.read_only) {
-      // After a fatal write error the database could not be reopened for
-      // writing yet (disk still full): nothing can be written.
+    if (db() == nullptr || needs_resume_) {
+      // After a failed commit the spool has not recovered yet (disk still
+      // full): nothing can be written.
       for (auto& r : group) {
         if (r.kind == Request::Kind::kAppend) failed_appends_.fetch_add(1, std::memory_order_relaxed);
         r.done(tl::unexpected(r.rejected ? *r.rejected : *last_failure_));
@@ -459,15 +538,6 @@ class RocksDbSpool final : public Spool {
       for (const auto& recipient : r.recipients) batch_bytes += recipient.size() + 32;
     }
     rocksdb::WriteBatch batch(batch_bytes);
-    // Leftovers of appends that failed earlier: their write was refused, so
-    // normally nothing of them exists; deleting is cheap insurance against a
-    // WAL record that reached the file before the sync failed (docs/spool.md).
-    for (const auto& [id, count] : orphans_) {
-      const std::string key = MessageKey(id);
-      batch.Delete(content(), key).PermitUncheckedError();
-      batch.Delete(meta(), key).PermitUncheckedError();
-      for (uint32_t i = 0; i < count; ++i) batch.Delete(recipients(), RecipientKey(id, i)).PermitUncheckedError();
-    }
 
     std::vector<std::optional<Error>> outcome(group.size());
     std::unordered_map<uint64_t, const Request*> appended;
@@ -535,42 +605,29 @@ class RocksDbSpool final : public Spool {
 
     std::optional<Error> failure;
     if (batch.Count() > 0) {
-      rocksdb::WriteOptions write;
-      // sync = group: this one fdatasync covers every writer in the group.
-      // sync = none: the WAL still gets the write() (a process crash loses
-      // nothing), only the fdatasync is skipped.
-      write.sync = sync_ == config::SyncMode::kGroup;
-      write.disableWAL = false;
       const auto started = std::chrono::steady_clock::now();
-      rocksdb::Status s = db()->Write(write, &batch);
+      failure = WriteGroup(batch);
       commit_micros_.fetch_add(
           std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - started).count(),
           std::memory_order_relaxed);
       commit_groups_.fetch_add(1, std::memory_order_relaxed);
-      if (write.sync) syncs_.fetch_add(1, std::memory_order_relaxed);
-      if (!s.ok()) failure = ToError(s, "commit");
     }
 
     if (failure) {
       needs_resume_ = true;
       last_failure_ = failure;
-      for (size_t i = 0; i < group.size(); ++i) {
-        if (outcome[i]) continue;
-        outcome[i] = *failure;
-        if (group[i].kind == Request::Kind::kAppend && orphans_.size() < kMaxOrphans)
-          orphans_.emplace_back(group[i].id, static_cast<uint32_t>(group[i].recipients.size()));
-      }
+      for (size_t i = 0; i < group.size(); ++i)
+        if (!outcome[i]) outcome[i] = *failure;
     } else {
-      needs_resume_ = false;
-      orphans_.clear();
       appends_.fetch_add(appends, std::memory_order_relaxed);
       removes_since_reclaim_.fetch_add(removes, std::memory_order_relaxed);
       if (appends > 0 || removes > 0) last_write_ = std::chrono::steady_clock::now().time_since_epoch().count();
       updates_.fetch_add(updates, std::memory_order_relaxed);
     }
 
-    // Acknowledge only now: the write (and, for sync = group, its sync)
-    // returned, so every success below is durable as promised in spool.h.
+    // Acknowledge only now: the journal write (and, for sync = group, its
+    // sync) returned, so every success below is durable as promised in
+    // spool.h.
     for (size_t i = 0; i < group.size(); ++i) {
       if (outcome[i]) {
         if (group[i].kind == Request::Kind::kAppend) failed_appends_.fetch_add(1, std::memory_order_relaxed);
@@ -581,26 +638,57 @@ class RocksDbSpool final : public Spool {
     }
   }
 
-  // After a failed write RocksDB may have stopped accepting writes (a
-  // "background error"); it answers every Write with that error until
-  // Resume() succeeds. Resume flushes the memtables and starts a new WAL, so
-  // it only succeeds once the disk has room again.
-  //
-  // RocksDB 7.8 escalates a failure *during* recovery (its own automatic
-  // attempt starts at once, while the disk is still full) to a fatal error
-  // that Resume can no longer clear. Then the only way forward is to close
-  // and reopen the database: the reopen replays the WAL, so everything
-  // acknowledged is kept, and it keeps failing (kNoSpace) until there is room.
+  // One group: journal record, its sync, then the memtables (WAL off).
+  // The order is the WAL rule: the database never holds a write the journal
+  // could lose, and a failure before the memtables leaves the database as
+  // it was (Seal makes sure the journal record is never replayed).
+  std::optional<Error> WriteGroup(rocksdb::WriteBatch& batch) {
+    Journal& journal = *database_.journal;
+    const uint64_t lsn = journal.next_lsn();
+    batch.Put(database_.handles[0], kJournalLsnKey, EncodeLsn(lsn)).PermitUncheckedError();
+    auto appended = journal.Append(batch.Data());
+    if (appended && sync_ == config::SyncMode::kGroup) {
+      // sync = group: this one fdatasync covers every writer in the group.
+      // sync = none: the record still gets its write() (a process crash
+      // loses nothing), only the fdatasync is skipped.
+      appended = journal.Sync();
+      syncs_.fetch_add(1, std::memory_order_relaxed);
+    }
+    journal_bytes_.store(journal.stats().bytes, std::memory_order_relaxed);
+    journal_segments_created_.store(journal.stats().segments_created, std::memory_order_relaxed);
+    journal_segments_reused_.store(journal.stats().segments_reused, std::memory_order_relaxed);
+    if (!appended) return appended.error();
+    rocksdb::WriteOptions write;
+    write.disableWAL = true;
+    rocksdb::Status s = db()->Write(write, &batch);
+    if (!s.ok()) return ToError(s, "commit");
+    committed_lsn_ = lsn;
+    return std::nullopt;
+  }
+
+  // After a failed commit. The disk may be full: until a reservation of the
+  // space a flush and a journal segment need succeeds, nothing is touched,
+  // so reads (deliveries) of accepted mail keep working. Then RocksDB's own
+  // background error, if any, is cleared (Resume), and the journal is
+  // sealed. When RocksDB cannot resume (7.8 escalates a failure during its
+  // own recovery to a fatal error), the database is closed and reopened,
+  // which replays the journal up to the last acknowledged group.
   void MaybeResume() {
     if (!needs_resume_) return;
     const auto now = std::chrono::steady_clock::now();
     if (now - last_resume_attempt_ < kResumeInterval) return;
     last_resume_attempt_ = now;
-    if (db() != nullptr && !database_.read_only) {
-      const rocksdb::Status s = db()->Resume();
+    if (auto room = HasRoom(); !room) {
+      last_failure_ = room.error();
+      return;
+    }
+    if (db() != nullptr) {
+      const rocksdb::Status s = db()->Resume();  // OK at once without a background error
       if (s.ok()) {
-        needs_resume_ = false;
-        resumes_.fetch_add(1, std::memory_order_relaxed);
+        if (Seal()) {
+          needs_resume_ = false;
+          resumes_.fetch_add(1, std::memory_order_relaxed);
+        }
         return;
       }
       if (s.severity() < rocksdb::Status::Severity::kFatalError) return;  // try again later
@@ -608,20 +696,50 @@ class RocksDbSpool final : public Spool {
     Reopen();
   }
 
-  // While the writable open fails, a read-only instance keeps reads (and so
-  // deliveries) of accepted mail going.
+  // Reserves (fallocate) and releases the space one flush and one journal
+  // segment need, in the journal's directory, without writing it.
+  Result<void> HasRoom() {
+    rocksdb::FileSystem& fs = env_ != nullptr ? *env_->GetFileSystem() : *rocksdb::FileSystem::Default();
+    const std::string path = (options_.path / "journal" / "space-probe").string();
+    std::unique_ptr<rocksdb::FSWritableFile> file;
+    rocksdb::IOStatus s = fs.NewWritableFile(path, rocksdb::FileOptions(), &file, nullptr);
+    if (s.ok()) {
+      s = file->Allocate(0, options_.memtable_size + SegmentSize(options_), rocksdb::IOOptions(), nullptr);
+      file->Close(rocksdb::IOOptions(), nullptr).PermitUncheckedError();
+    }
+    fs.DeleteFile(path, rocksdb::IOOptions(), nullptr).PermitUncheckedError();
+    if (!s.ok()) return tl::unexpected(ToError(s, "waiting for disk space"));
+    return {};
+  }
+
+  // Makes the journal writable again after a failed group: moves the
+  // checkpoint past every record the journal holds, the failed one
+  // included, and flushes it, so that record is never replayed.
+  bool Seal() {
+    const uint64_t checkpoint = database_.journal->Abandon();
+    rocksdb::WriteOptions write;
+    write.disableWAL = true;
+    rocksdb::Status s = db()->Put(write, database_.handles[0], kJournalLsnKey, EncodeLsn(checkpoint));
+    if (s.ok()) s = db()->Flush(rocksdb::FlushOptions(), database_.handles);
+    if (!s.ok()) {
+      last_failure_ = ToError(s, "sealing the journal");
+      return false;
+    }
+    return true;
+  }
+
+  // While the open fails, the database is absent and reads answer
+  // kUnavailable; the next attempt comes with the next group.
   void Reopen() {
     std::unique_lock lock(db_mu_);
     database_.Close();
-    auto reopened = OpenDatabase(options_, env_, statistics_);
+    auto reopened = OpenDatabase(options_, env_, statistics_, committed_lsn_);
     if (!reopened) {
       last_failure_ = reopened.error();
-      if (auto read_only = OpenDatabase(options_, env_, statistics_, /*read_only=*/true)) {
-        database_ = std::move(*read_only);
-      }
       return;
     }
     database_ = std::move(*reopened);
+    committed_lsn_ = database_.journal->next_lsn() - 1;
     highest_id_ = std::max(highest_id_, HighestStoredId());
     needs_resume_ = false;
     resumes_.fetch_add(1, std::memory_order_relaxed);
@@ -699,7 +817,7 @@ class RocksDbSpool final : public Spool {
 
   void Reclaim() {
     std::shared_lock db_lock(db_mu_);
-    if (db() == nullptr || database_.read_only) return;
+    if (db() == nullptr) return;
     removes_since_reclaim_.store(0);
     rocksdb::FlushOptions flush;
     flush.wait = true;
@@ -715,7 +833,7 @@ class RocksDbSpool final : public Spool {
   // Commit thread only.
   bool needs_resume_ = false;
   std::chrono::steady_clock::time_point last_resume_attempt_{};
-  std::vector<std::pair<MessageId, uint32_t>> orphans_;
+  uint64_t committed_lsn_ = 0;  // the last journal record applied and acknowledged
   std::optional<Error> last_failure_;
 
   std::atomic<uint64_t> appends_{0};
@@ -725,6 +843,9 @@ class RocksDbSpool final : public Spool {
   std::atomic<uint64_t> failed_appends_{0};
   std::atomic<uint64_t> updates_{0};
   std::atomic<uint64_t> resumes_{0};
+  std::atomic<uint64_t> journal_bytes_{0};
+  std::atomic<uint64_t> journal_segments_created_{0};
+  std::atomic<uint64_t> journal_segments_reused_{0};
 };
 
 }  // namespace

@@ -501,11 +501,11 @@ TEST(RocksDbSpoolTest, RefusesUnknownFormatAndReportsCorruptRecords) {
 
 // --- Disk full ---------------------------------------------------------------
 
-// A file system whose WAL files (and, in kEverything mode, all files) fail
-// every append and sync with ENOSPC while `full` is set.
+// A file system whose journal files (and, in kEverything mode, all files)
+// fail every write, sync and reservation with ENOSPC while `full` is set.
 class FillableFileSystem : public rocksdb::FileSystemWrapper {
  public:
-  enum class Scope { kWal, kEverything };
+  enum class Scope { kJournal, kEverything };
   explicit FillableFileSystem(Scope scope)
       : rocksdb::FileSystemWrapper(rocksdb::FileSystem::Default()), scope_(scope) {}
   const char* Name() const override { return "FillableFileSystem"; }
@@ -525,6 +525,18 @@ class FillableFileSystem : public rocksdb::FileSystemWrapper {
                                        rocksdb::IODebugContext* dbg) override {
     auto s = target()->ReopenWritableFile(name, options, result, dbg);
     if (s.ok() && Covers(name)) *result = std::make_unique<File>(std::move(*result), this);
+    return s;
+  }
+  rocksdb::IOStatus NewRandomRWFile(const std::string& name, const rocksdb::FileOptions& options,
+                                    std::unique_ptr<rocksdb::FSRandomRWFile>* result,
+                                    rocksdb::IODebugContext* dbg) override {
+    if (full && Covers(name)) {
+      // A new segment cannot be created; an existing one can be opened.
+      if (!target()->FileExists(name, options.io_options, dbg).ok())
+        return rocksdb::IOStatus::NoSpace("injected: disk full");
+    }
+    auto s = target()->NewRandomRWFile(name, options, result, dbg);
+    if (s.ok() && Covers(name)) *result = std::make_unique<RWFile>(std::move(*result), this);
     return s;
   }
 
@@ -556,6 +568,30 @@ class FillableFileSystem : public rocksdb::FileSystemWrapper {
       if (fs_->full) return rocksdb::IOStatus::NoSpace("injected: disk full");
       return target()->Fsync(o, dbg);
     }
+    rocksdb::IOStatus Allocate(uint64_t offset, uint64_t len, const rocksdb::IOOptions& o,
+                               rocksdb::IODebugContext* dbg) override {
+      if (fs_->full) return rocksdb::IOStatus::NoSpace("injected: disk full");
+      return target()->Allocate(offset, len, o, dbg);
+    }
+
+   private:
+    FillableFileSystem* fs_;
+  };
+  // A journal segment: on a really full disk, overwriting its blocks would
+  // still work; failing it too is the harder case.
+  class RWFile : public rocksdb::FSRandomRWFileOwnerWrapper {
+   public:
+    RWFile(std::unique_ptr<rocksdb::FSRandomRWFile> target, FillableFileSystem* fs)
+        : rocksdb::FSRandomRWFileOwnerWrapper(std::move(target)), fs_(fs) {}
+    rocksdb::IOStatus Write(uint64_t offset, const rocksdb::Slice& data, const rocksdb::IOOptions& o,
+                            rocksdb::IODebugContext* dbg) override {
+      if (fs_->full) return rocksdb::IOStatus::NoSpace("injected: disk full");
+      return target()->Write(offset, data, o, dbg);
+    }
+    rocksdb::IOStatus Sync(const rocksdb::IOOptions& o, rocksdb::IODebugContext* dbg) override {
+      if (fs_->full) return rocksdb::IOStatus::NoSpace("injected: disk full");
+      return target()->Sync(o, dbg);
+    }
 
    private:
     FillableFileSystem* fs_;
@@ -563,7 +599,7 @@ class FillableFileSystem : public rocksdb::FileSystemWrapper {
 
   bool Covers(const std::string& name) const {
     if (scope_ == Scope::kEverything) return name.find("/LOG") == std::string::npos;  // keep RocksDB's own log
-    return name.size() > 4 && name.compare(name.size() - 4, 4, ".log") == 0;
+    return name.find("/journal/") != std::string::npos;
   }
 
   const Scope scope_;
@@ -592,9 +628,9 @@ TEST_P(DiskFullTest, AppendsFailWithNoSpaceAndRecoverWhenSpaceReturns) {
       ASSERT_FALSE(r) << "append " << n << " succeeded on a full disk";
       EXPECT_EQ(r.error().code(), ErrorCode::kNoSpace) << r.error().ToString();
     }
-    // Past the resume interval the spool has given up on Resume and
-    // reopened the database (read-only while the disk is full): reads of
-    // accepted mail, i.e. deliveries, keep working.
+    // Past the resume interval the spool tries to recover, finds no room
+    // and leaves the database alone: reads of accepted mail, i.e.
+    // deliveries, keep working.
     std::this_thread::sleep_for(1100ms);
     refused.push_back(MakeMessage(26, 2, 3000));
     EXPECT_EQ(AppendAndWait(*spool, refused.back()).error().code(), ErrorCode::kNoSpace);
@@ -660,9 +696,9 @@ TEST_P(DiskFullTest, CloseWhileFullKeepsAcceptedMail) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Scopes, DiskFullTest,
-                         ::testing::Values(FillableFileSystem::Scope::kWal, FillableFileSystem::Scope::kEverything),
+                         ::testing::Values(FillableFileSystem::Scope::kJournal, FillableFileSystem::Scope::kEverything),
                          [](const auto& info) {
-                           return info.param == FillableFileSystem::Scope::kWal ? "WalOnly" : "Everything";
+                           return info.param == FillableFileSystem::Scope::kJournal ? "JournalOnly" : "Everything";
                          });
 
 // --- Crash -------------------------------------------------------------------

@@ -79,6 +79,10 @@ struct SpoolStats {
   uint64_t flush_bytes = 0;
   uint64_t blob_bytes = 0;
   uint64_t compaction_bytes = 0;
+  // Journal segment files started since open: new (the file grows) and
+  // reused (overwritten in place, no file-system metadata to sync).
+  uint64_t journal_segments_created = 0;
+  uint64_t journal_segments_reused = 0;
   // Checksums computed with the CPU's CRC32 instruction rather than
   // librocksdb's portable code (spool/crc32c.h).
   bool crc32c_in_hardware = false;
