@@ -139,6 +139,8 @@ int RunDaemon(const config::Config& config) {
                     {"syncs", sp.syncs},
                     {"commit_micros", sp.commit_micros},
                     {"crc32c_in_hardware", sp.crc32c_in_hardware},
+                    {"journal_segments_created", sp.journal_segments_created},
+                    {"journal_segments_reused", sp.journal_segments_reused},
                     {"failed_appends", sp.failed_appends},
                     {"recovered_messages", recovered_messages},
                     {"recovered_recipients", recovered_recipients}};
