@@ -412,8 +412,8 @@ def relay_trial(kind, args, trial_no, message_size):
             pid = io_pid = system.main_pid()
             io0 = ib.proc_io(pid)
             result["restart_s"] = time.monotonic() - t0
-            # RocksDB replays its WAL on open and writes the recovered
-            # memtable out as a table file: a cost of the restart, not of
+            # The spool replays its journal on open and flushes the recovered
+            # memtables to table files: a cost of the restart, not of
             # delivering, reported on its own (it is also in disk B/msg).
             fs.syncfs()
             result["disk_bytes_per_msg_restart"] = (ib.diskstats(fs.dev)["write_bytes"] - d0["write_bytes"]) / n
@@ -698,7 +698,7 @@ def render(meta, results, describe):
         d = med["delivery"]
         L.append(f"- delivery: restart to SMTP banner {fmt(d.get('restart_s'), '{:.1f}')} s (included in its "
                  f"end-to-end time); of its disk B/msg, {fmt(d.get('disk_bytes_per_msg_restart'), '{:.0f}')} were "
-                 "written by the restart itself (WAL replay, recovered memtable written out) before any delivery; "
+                 "written by the restart itself (journal replay, recovered memtables written out) before any delivery; "
                  f"held-phase injection {fmt(d.get('inject_msgs_per_s'), '{:.0f}')} msgs/s")
     L.append("")
     return "\n".join(L)

@@ -23,7 +23,7 @@
 namespace hikyaku::config {
 
 enum class SyncMode {
-  kGroup,  // acknowledge after the shared fdatasync of the WAL that covers the write
+  kGroup,  // acknowledge after the shared fdatasync of the journal that covers the write
   kNone,   // acknowledge after the write reached the OS page cache (survives a process crash, not a power loss)
 };
 

@@ -1,10 +1,12 @@
 // CRC32C (Castagnoli) for RocksDB, in hardware where the CPU has it.
 //
-// Why: RocksDB checksums every WAL record with CRC32C, so the commit thread
-// computes one over every byte of every accepted message. Debian builds
-// librocksdb portably (no SSE 4.2), and its runtime choice then always falls
-// back to a table-driven loop: ~6 % of all CPU time of the injection
-// benchmark, on the thread every acknowledgement waits for
+// Why: every byte of every accepted message is checksummed with CRC32C on
+// the commit thread (the spool's journal records, and before the journal
+// RocksDB's WAL records), and again in RocksDB's table and blob blocks when
+// they are written and read. Debian builds librocksdb portably (no SSE 4.2),
+// and its runtime choice then always falls back to a table-driven loop: ~6 %
+// of all CPU time of the injection benchmark when it computed the WAL's
+// checksums on the thread every acknowledgement waits for
 // (docs/adr/0002-hardware-crc32c.md).
 //
 // How: the link wraps rocksdb::crc32c::Extend (ld --wrap, set in

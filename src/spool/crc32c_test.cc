@@ -59,8 +59,8 @@ TEST(Crc32c, ExtendingEqualsWholeAtEverySplitAndAlignment) {
 
 #if defined(__x86_64__)
 // The override must compute exactly what librocksdb's own code computes:
-// a WAL written by one is read by the other (a downgrade, a tool such as
-// ldb linked without the override).
+// files written by one are read by the other (a tool such as ldb linked
+// without the override, a format-1 spool's WAL).
 TEST(Crc32c, AgreesWithLibrocksdbOwnImplementation) {
   std::mt19937 rng(11);
   std::vector<char> data(70'000);
@@ -74,9 +74,9 @@ TEST(Crc32c, AgreesWithLibrocksdbOwnImplementation) {
   }
 }
 
-// What makes the spool fast: a RocksDB write's WAL checksum (computed on
-// the writing thread) goes through the override. Fails if the wrap leaves
-// the link.
+// librocksdb's checksums go through the override: a RocksDB write's WAL
+// checksum (computed on the writing thread) is the easiest to observe.
+// Fails if the wrap leaves the link.
 TEST(Crc32c, RocksDbWalWritesUseTheOverride) {
   const auto dir = std::filesystem::temp_directory_path() /
                    ("hikyaku-crc32c-" + std::to_string(::testing::UnitTest::GetInstance()->random_seed()) + "-" +

@@ -125,7 +125,7 @@ TEST(RocksDbSpoolTest, AppendedMessageReadsBack) {
   EXPECT_EQ(stats.commit_groups, 1u);
   EXPECT_EQ(stats.syncs, 1u);
   EXPECT_GT(stats.wal_bytes, 0u);
-  // The codec compressed the body: the WAL holds less than the message.
+  // The codec compressed the body: the journal holds less than the message.
   EXPECT_LT(stats.wal_bytes, m.content.size());
 }
 
@@ -831,7 +831,7 @@ constexpr int kRemovedCount = 600;
 
 SpoolOptions SmallMemtableOptions(const fs::path& dir) {
   SpoolOptions options = Options(dir);
-  options.memtable_size = 1 << 20;  // a memtable switch, hence a new WAL, every ~150 messages
+  options.memtable_size = 1 << 20;  // a flush every ~150 messages; 1 MB journal segments, reused
   return options;
 }
 

@@ -63,18 +63,19 @@ struct RecipientRecord {
 
 struct SpoolStats {
   uint64_t appends = 0;         // messages committed
-  uint64_t commit_groups = 0;   // WriteBatch commits (one WAL write each)
-  uint64_t syncs = 0;           // WAL fdatasyncs issued
+  uint64_t commit_groups = 0;   // WriteBatch commits (one journal record each)
+  uint64_t syncs = 0;           // journal fdatasyncs issued
   uint64_t commit_micros = 0;   // time spent in the groups' writes (and syncs): ÷ commit_groups = latency of one
   uint64_t failed_appends = 0;
   uint64_t updates = 0;         // recipient updates committed
   uint64_t reclaims = 0;        // flush + compaction runs that gave space back
   uint64_t resumes = 0;         // successful recoveries from a background error (e.g. disk full)
-  // RocksDB's own byte counters since open (the disk-write budget, see
-  // docs/spool.md). Bytes written ~ wal + flush + compaction; blob_bytes is
-  // the part of flush_bytes that went to blob files, not an addition. The
-  // flush done while opening (WAL replay) is not counted. Zero for
-  // implementations without such counters.
+  // Byte counters since open (the disk-write budget, see docs/spool.md):
+  // wal_bytes is the journal (the spool's write-ahead log). Bytes written ~
+  // wal + flush + compaction; blob_bytes is the part of flush_bytes that
+  // went to blob files, not an addition. The flush done while opening
+  // (journal replay) is not counted. Zero for implementations without such
+  // counters.
   uint64_t wal_bytes = 0;
   uint64_t flush_bytes = 0;
   uint64_t blob_bytes = 0;
@@ -149,7 +150,7 @@ struct SpoolOptions {
   // after a campaign instead of waiting for the next one's writes.
   uint64_t reclaim_after_removes = 1000;
   Duration reclaim_idle = std::chrono::seconds(30);
-  // zstd-compress message content before it is written (to the WAL and to
+  // zstd-compress message content before it is written (to the journal and to
   // the blob files). Costs CPU on the appending thread; halves the disk
   // bytes of typical mail. See docs/spool.md.
   bool compress_content = true;
