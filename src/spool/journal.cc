@@ -277,6 +277,7 @@ Result<void> Journal::StartRound() {
     if (segments_[i].id == *chosen) current_ = i;
   segments_[current_].last_lsn = 0;
   offset_ = 0;
+  last_record_.reset();
   round_ = NewRound();
   return {};
 }
@@ -298,9 +299,11 @@ Result<void> Journal::Append(std::string_view payload) {
   PutFixed64(header + 16, round_);
   std::memcpy(header + kHeaderSize, payload.data(), payload.size());
   PutFixed32(header, Mask(Crc32cExtend(0, header + 4, size - 4)));
+  last_record_ = offset_;
   rocksdb::IOStatus s = file_->Write(offset_, rocksdb::Slice(buffer_), rocksdb::IOOptions(), nullptr);
   if (!s.ok()) {
     failed_ = true;
+    (void)Retract();  // part of it may be in the file
     return tl::unexpected(ToError(s, "writing " + SegmentPath(segments_[current_].id)));
   }
   offset_ += size;
@@ -317,10 +320,23 @@ Result<void> Journal::Sync() {
   rocksdb::IOStatus s = file_->Sync(rocksdb::IOOptions(), nullptr);
   if (!s.ok()) {
     failed_ = true;
+    (void)Retract();  // the record is in the page cache, whole, and would survive a restart
     return tl::unexpected(ToError(s, "syncing " + SegmentPath(segments_[current_].id)));
   }
   unsynced_ = false;
   ++stats_.syncs;
+  return {};
+}
+
+Result<void> Journal::Retract() {
+  failed_ = true;
+  if (!file_ || !last_record_) return {};
+  const std::string path = SegmentPath(segments_[current_].id);
+  const char zeroes[kHeaderSize] = {};
+  rocksdb::IOStatus s = file_->Write(*last_record_, rocksdb::Slice(zeroes, kHeaderSize), rocksdb::IOOptions(), nullptr);
+  if (!s.ok()) return tl::unexpected(ToError(s, "retracting a record in " + path));
+  s = file_->Sync(rocksdb::IOOptions(), nullptr);
+  if (!s.ok()) return tl::unexpected(ToError(s, "syncing " + path));
   return {};
 }
 
@@ -329,6 +345,7 @@ uint64_t Journal::Abandon() {
   file_.reset();
   failed_ = false;
   unsynced_ = false;
+  last_record_.reset();
   return next_lsn_++;
 }
 

@@ -38,6 +38,7 @@
 #include <filesystem>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -88,12 +89,19 @@ class Journal {
   uint64_t next_lsn() const { return next_lsn_; }
 
   // Writes `payload` as record next_lsn() to the file (not yet durable).
-  // After a failure the journal refuses further appends: the caller must
-  // recover (reopen) before writing again.
+  // After a failure the journal refuses further appends until Abandon().
   Result<void> Append(std::string_view payload);
 
-  // Makes every appended record durable (fdatasync).
+  // Makes every appended record durable (fdatasync). On failure the last
+  // record is retracted (see Retract): the caller syncs after each group.
   Result<void> Sync();
+
+  // The last appended record belongs to a group that failed after all (its
+  // Append or Sync failed, or the caller could not apply it): overwrites its
+  // header with zeroes and syncs, so that no recovery replays it, whatever
+  // of it reached the disk. Append and Sync do this themselves when they
+  // fail. Overwriting needs no new blocks, so it works on a full disk.
+  Result<void> Retract();
 
   // After a failed Append or Sync: forgets the current segment, skips one
   // LSN and clears the failure. Returns the LSN the caller must make its
@@ -129,6 +137,7 @@ class Journal {
   uint64_t next_lsn_ = 1;
   bool failed_ = false;
   bool unsynced_ = false;  // appended since the last Sync
+  std::optional<uint64_t> last_record_;  // offset of the last record written in the current segment
   std::string buffer_;  // one record, header and payload, for one write
   JournalStats stats_;
 };

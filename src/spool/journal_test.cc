@@ -550,8 +550,10 @@ TEST(JournalTest, NamesThatOnlyParseAsSegmentIdsAreIgnored) {
 // --- Failures and crashes -----------------------------------------------------
 
 // A write or sync that fails for lack of space fails with kNoSpace; the
-// journal then refuses every append and sync until recovered. Nothing is lost:
-// a restart replays every appended record, a crash at least the synced ones.
+// journal then refuses every append and sync until recovered. The record
+// whose write or sync failed is retracted (its group was refused); nothing
+// else is lost: a restart replays every other appended record, a crash at
+// least the synced ones.
 TEST(JournalTest, DiskFullFailsTheCallAndEveryLaterOne) {
   for (bool sync_fails : {false, true}) {
     SCOPED_TRACE(sync_fails ? "sync fails" : "write fails");
@@ -572,6 +574,7 @@ TEST(JournalTest, DiskFullFailsTheCallAndEveryLaterOne) {
       auto failed = sync_fails ? journal.Sync() : journal.Append(Payload(99, 100));
       ASSERT_FALSE(failed);
       EXPECT_EQ(failed.error().code(), ErrorCode::kNoSpace);
+      if (sync_fails) appended.pop_back();  // the group the failed sync was for
       fs.full_syncs = fs.full_writes = false;
       EXPECT_FALSE(journal.Append(Payload(98, 100)));
       EXPECT_FALSE(journal.Sync());
@@ -586,6 +589,30 @@ TEST(JournalTest, DiskFullFailsTheCallAndEveryLaterOne) {
     fs.Crash();
     EXPECT_EQ(Replay(options, 0), synced);
   }
+}
+
+// A record whose group the caller could not apply after all is retracted,
+// even once synced: no recovery replays it, the records before it stay, and
+// the journal refuses appends until it is abandoned.
+TEST(JournalTest, RetractedRecordIsNeverReplayed) {
+  TempDir dir;
+  const JournalOptions options = Options(dir.path());
+  Records appended, kept;
+  {
+    auto r = Recover(options, 0);
+    ASSERT_TRUE(r.journal) << Why(r.journal);
+    Journal& journal = **r.journal;
+    for (uint64_t i = 0; i < 5; ++i) ASSERT_TRUE(Append(journal, appended, Payload(i, 200)));
+    ASSERT_TRUE(journal.Sync());
+    kept = appended;
+    ASSERT_TRUE(Append(journal, appended, Payload(50, 200)));
+    ASSERT_TRUE(journal.Sync());
+    ASSERT_TRUE(journal.Retract());
+    EXPECT_FALSE(journal.Append(Payload(51, 200)));
+    const uint64_t checkpoint = journal.Abandon();
+    EXPECT_EQ(checkpoint, 7u) << "covers the retracted LSN 6; the next record is 8";
+  }
+  EXPECT_EQ(Replay(options, 0), kept);
 }
 
 // After Sync, a power loss keeps every appended record, also those appended

@@ -661,7 +661,11 @@ class RocksDbSpool final : public Spool {
     rocksdb::WriteOptions write;
     write.disableWAL = true;
     rocksdb::Status s = db()->Write(write, &batch);
-    if (!s.ok()) return ToError(s, "commit");
+    if (!s.ok()) {
+      // Refused, so it must not come back at the next open either.
+      (void)journal.Retract();
+      return ToError(s, "commit");
+    }
     committed_lsn_ = lsn;
     return std::nullopt;
   }

@@ -499,13 +499,122 @@ TEST(RocksDbSpoolTest, RefusesUnknownFormatAndReportsCorruptRecords) {
   EXPECT_EQ(reopened.error().code(), ErrorCode::kCorruption);
 }
 
+// A spool as format 1 left it (RocksDB's WAL as the log, its last writes
+// not yet flushed) opens with every message, and is upgraded to format 2.
+TEST(RocksDbSpoolTest, OpensAFormat1SpoolAndUpgradesIt) {
+  TempDir dir;
+  const SpoolOptions options = Options(dir.path());
+  const IncomingMessage old = MakeMessage(1, 2, 3000);
+  std::vector<rocksdb::ColumnFamilyDescriptor> families = {
+      {rocksdb::kDefaultColumnFamilyName, {}}, {"content", {}}, {"meta", {}}, {"recipients", {}}};
+  {
+    rocksdb::DBOptions db_options;
+    db_options.create_if_missing = true;
+    db_options.create_missing_column_families = true;
+    db_options.avoid_flush_during_shutdown = true;
+    std::vector<rocksdb::ColumnFamilyHandle*> handles;
+    rocksdb::DB* db = nullptr;
+    ASSERT_TRUE(rocksdb::DB::Open(db_options, options.path.string(), families, &handles, &db).ok());
+    rocksdb::WriteBatch batch;
+    ASSERT_TRUE(batch.Put(handles[0], "hikyaku-spool-format", "1").ok());
+    MessageMeta meta;
+    meta.sender = old.sender;
+    meta.received_at = old.received_at;
+    meta.origin = old.origin;
+    meta.recipient_count = 2;
+    meta.content_size = old.content.size();
+    ASSERT_TRUE(batch.Put(handles[1], MessageKey(old.id), EncodeContent(old.content, true)).ok());
+    ASSERT_TRUE(batch.Put(handles[2], MessageKey(old.id), EncodeMeta(meta)).ok());
+    for (uint32_t i = 0; i < 2; ++i) {
+      RecipientRecord record;
+      record.recipient = old.recipients[i];
+      record.next_attempt = old.received_at;
+      ASSERT_TRUE(batch.Put(handles[3], RecipientKey(old.id, i), EncodeRecipient(record)).ok());
+    }
+    rocksdb::WriteOptions write;
+    write.sync = true;
+    ASSERT_TRUE(db->Write(write, &batch).ok());
+    for (auto* h : handles) ASSERT_TRUE(db->DestroyColumnFamilyHandle(h).ok());
+    ASSERT_TRUE(db->Close().ok());
+    delete db;
+  }
+  // What the test claims to set up: the message is only in a WAL file.
+  bool wal_with_data = false;
+  for (const auto& entry : fs::directory_iterator(options.path))
+    if (entry.path().extension() == ".log" && entry.file_size() > 0) wal_with_data = true;
+  ASSERT_TRUE(wal_with_data);
+
+  const IncomingMessage fresh = MakeMessage(2, 1, 3000);
+  {
+    auto spool = MustOpen(options);
+    ASSERT_TRUE(spool);
+    ExpectStored(*spool, old);
+    EXPECT_EQ(Pending(*spool).size(), 2u);
+    ASSERT_TRUE(AppendAndWait(*spool, fresh));
+  }
+  {
+    rocksdb::DB* db = nullptr;
+    std::vector<rocksdb::ColumnFamilyHandle*> handles;
+    ASSERT_TRUE(
+        rocksdb::DB::OpenForReadOnly(rocksdb::DBOptions(), options.path.string(), families, &handles, &db).ok());
+    std::string format;
+    EXPECT_TRUE(db->Get(rocksdb::ReadOptions(), handles[0], "hikyaku-spool-format", &format).ok());
+    EXPECT_EQ(format, "2");
+    for (auto* h : handles) ASSERT_TRUE(db->DestroyColumnFamilyHandle(h).ok());
+    delete db;
+  }
+  auto spool = MustOpen(options);
+  ASSERT_TRUE(spool);
+  ExpectStored(*spool, old);
+  ExpectStored(*spool, fresh);
+  EXPECT_EQ(Pending(*spool).size(), 3u);
+}
+
+// Once flushes have passed them, journal segments are overwritten instead of
+// new files being made, and a reopen after many rounds finds every message.
+TEST(RocksDbSpoolTest, JournalSegmentsAreReusedOnceFlushed) {
+  TempDir dir;
+  SpoolOptions options = Options(dir.path());
+  options.memtable_size = 1 << 20;  // a flush every few hundred messages; 1 MB segments
+  constexpr int kCount = 4000;
+  {
+    auto spool = MustOpen(options);
+    ASSERT_TRUE(spool);
+    std::atomic<int> done{0}, failed{0};
+    std::promise<void> all;
+    for (int n = 1; n <= kCount; ++n) {
+      spool->Append(MakeMessage(n, 1, 4000), [&](Result<void> r) {
+        if (!r) failed.fetch_add(1);
+        if (done.fetch_add(1) + 1 == kCount) all.set_value();
+      });
+    }
+    all.get_future().wait();
+    ASSERT_EQ(failed.load(), 0);
+    const SpoolStats stats = spool->Stats();
+    EXPECT_GT(stats.journal_segments_reused, 0u);
+    EXPECT_LT(stats.journal_segments_created, stats.journal_segments_reused);
+    EXPECT_GT(stats.wal_bytes, 4u << 20) << "too little journal for several segments";
+  }
+  size_t segments = 0;
+  for (const auto& entry : fs::directory_iterator(options.path / "journal"))
+    if (entry.path().extension() == ".journal") ++segments;
+  EXPECT_LE(segments, 12u) << "spare segments are not deleted";
+  auto spool = MustOpen(options);
+  ASSERT_TRUE(spool);
+  EXPECT_EQ(Pending(*spool).size(), static_cast<size_t>(kCount));
+  for (int n = 1; n <= kCount; n += 97) ExpectStored(*spool, MakeMessage(n, 1, 4000));
+  ExpectStored(*spool, MakeMessage(kCount, 1, 4000));
+}
+
 // --- Disk full ---------------------------------------------------------------
 
 // A file system whose journal files (and, in kEverything mode, all files)
 // fail every write, sync and reservation with ENOSPC while `full` is set.
+// kJournalSyncs: journal writes still land (in the page cache), only their
+// syncs fail, so a refused group's record is in the file, whole.
 class FillableFileSystem : public rocksdb::FileSystemWrapper {
  public:
-  enum class Scope { kJournal, kEverything };
+  enum class Scope { kJournal, kJournalSyncs, kEverything };
   explicit FillableFileSystem(Scope scope)
       : rocksdb::FileSystemWrapper(rocksdb::FileSystem::Default()), scope_(scope) {}
   const char* Name() const override { return "FillableFileSystem"; }
@@ -530,7 +639,7 @@ class FillableFileSystem : public rocksdb::FileSystemWrapper {
   rocksdb::IOStatus NewRandomRWFile(const std::string& name, const rocksdb::FileOptions& options,
                                     std::unique_ptr<rocksdb::FSRandomRWFile>* result,
                                     rocksdb::IODebugContext* dbg) override {
-    if (full && Covers(name)) {
+    if (full && Covers(name) && scope_ != Scope::kJournalSyncs) {
       // A new segment cannot be created; an existing one can be opened.
       if (!target()->FileExists(name, options.io_options, dbg).ok())
         return rocksdb::IOStatus::NoSpace("injected: disk full");
@@ -585,7 +694,7 @@ class FillableFileSystem : public rocksdb::FileSystemWrapper {
         : rocksdb::FSRandomRWFileOwnerWrapper(std::move(target)), fs_(fs) {}
     rocksdb::IOStatus Write(uint64_t offset, const rocksdb::Slice& data, const rocksdb::IOOptions& o,
                             rocksdb::IODebugContext* dbg) override {
-      if (fs_->full) return rocksdb::IOStatus::NoSpace("injected: disk full");
+      if (fs_->full && fs_->scope_ != Scope::kJournalSyncs) return rocksdb::IOStatus::NoSpace("injected: disk full");
       return target()->Write(offset, data, o, dbg);
     }
     rocksdb::IOStatus Sync(const rocksdb::IOOptions& o, rocksdb::IODebugContext* dbg) override {
@@ -696,9 +805,15 @@ TEST_P(DiskFullTest, CloseWhileFullKeepsAcceptedMail) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Scopes, DiskFullTest,
-                         ::testing::Values(FillableFileSystem::Scope::kJournal, FillableFileSystem::Scope::kEverything),
+                         ::testing::Values(FillableFileSystem::Scope::kJournal,
+                                           FillableFileSystem::Scope::kJournalSyncs,
+                                           FillableFileSystem::Scope::kEverything),
                          [](const auto& info) {
-                           return info.param == FillableFileSystem::Scope::kJournal ? "JournalOnly" : "Everything";
+                           switch (info.param) {
+                             case FillableFileSystem::Scope::kJournal: return "JournalOnly";
+                             case FillableFileSystem::Scope::kJournalSyncs: return "JournalSyncsOnly";
+                             default: return "Everything";
+                           }
                          });
 
 // --- Crash -------------------------------------------------------------------
