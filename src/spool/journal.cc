@@ -248,7 +248,7 @@ Result<void> Journal::StartRound() {
 
   bool created = false;
   if (!chosen) {
-    chosen = segments_.empty() ? 1 : segments_.back().id + 1;
+    chosen = 1;
     for (const auto& segment : segments_) chosen = std::max(*chosen, segment.id + 1);
     created = true;
   }
