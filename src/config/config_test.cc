@@ -8,6 +8,8 @@
 #include <fstream>
 #include <set>
 
+#include "base/temp_dir.h"
+
 namespace hikyaku::config {
 namespace {
 
@@ -47,25 +49,6 @@ Config Parsed(std::string_view text) {
   EXPECT_TRUE(config.has_value()) << (config ? "" : Dump(config.error()));
   return config.value_or(Config{});
 }
-
-// A directory with a certificate and key file, removed at the end of the test.
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern = ::testing::TempDir() + "hikyaku_config_XXXXXX";
-    path_ = mkdtemp(pattern.data());
-  }
-  ~TempDir() { std::filesystem::remove_all(path_); }
-  std::filesystem::path Write(const std::string& name, const std::string& contents) {
-    std::filesystem::path file = path_ / name;
-    std::ofstream(file) << contents;
-    return file;
-  }
-  const std::filesystem::path& path() const { return path_; }
-
- private:
-  std::filesystem::path path_;
-};
 
 TEST(ParseConfigTest, EmptyFileGivesDocumentedDefaults) {
   Config config = Parsed("");

@@ -13,27 +13,12 @@
 #include <random>
 #include <sstream>
 
+#include "base/temp_dir.h"
+
 namespace hikyaku::spool {
 namespace {
 
 namespace fs = std::filesystem;
-
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "journal_test.XXXXXX").string();
-    if (mkdtemp(tmpl.data()) == nullptr) std::abort();
-    path_ = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    if (std::getenv("HIKYAKU_KEEP_TEST_DIRS") == nullptr) fs::remove_all(path_, ec);
-  }
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
 
 using Records = std::vector<std::pair<uint64_t, std::string>>;  // (lsn, payload)
 

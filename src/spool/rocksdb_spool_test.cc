@@ -19,6 +19,7 @@
 #include <set>
 #include <thread>
 
+#include "base/temp_dir.h"
 #include "spool/codec.h"
 
 namespace hikyaku::spool {
@@ -26,23 +27,6 @@ namespace {
 
 namespace fs = std::filesystem;
 using std::chrono_literals::operator""ms;
-
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "spool_test.XXXXXX").string();
-    if (mkdtemp(tmpl.data()) == nullptr) std::abort();
-    path_ = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    if (std::getenv("HIKYAKU_KEEP_TEST_DIRS") == nullptr) fs::remove_all(path_, ec);
-  }
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
 
 SpoolOptions Options(const fs::path& dir, config::SyncMode sync = config::SyncMode::kGroup) {
   SpoolOptions options;
