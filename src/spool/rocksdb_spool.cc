@@ -98,6 +98,7 @@ Result<uint64_t> ReadCheckpoint(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* fa
 uint64_t SegmentSize(const SpoolOptions& options) {
   return std::clamp<uint64_t>(options.memtable_size / 4, 1ull << 20, 32ull << 20);
 }
+
 Error Reopening() {
   return Error(ErrorCode::kUnavailable, "spool: database is being reopened after a write error");
 }
@@ -644,6 +645,7 @@ class RocksDbSpool final : public Spool {
   // it was (Seal makes sure the journal record is never replayed).
   std::optional<Error> WriteGroup(rocksdb::WriteBatch& batch) {
     Journal& journal = *database_.journal;
+    const JournalStats before = journal.stats();
     const uint64_t lsn = journal.next_lsn();
     batch.Put(database_.handles[0], kJournalLsnKey, EncodeLsn(lsn)).PermitUncheckedError();
     auto appended = journal.Append(batch.Data());
@@ -654,9 +656,11 @@ class RocksDbSpool final : public Spool {
       appended = journal.Sync();
       syncs_.fetch_add(1, std::memory_order_relaxed);
     }
-    journal_bytes_.store(journal.stats().bytes, std::memory_order_relaxed);
-    journal_segments_created_.store(journal.stats().segments_created, std::memory_order_relaxed);
-    journal_segments_reused_.store(journal.stats().segments_reused, std::memory_order_relaxed);
+    // Deltas: a reopen starts a new Journal with its own counters.
+    const JournalStats& after = journal.stats();
+    journal_bytes_.fetch_add(after.bytes - before.bytes, std::memory_order_relaxed);
+    journal_segments_created_.fetch_add(after.segments_created - before.segments_created, std::memory_order_relaxed);
+    journal_segments_reused_.fetch_add(after.segments_reused - before.segments_reused, std::memory_order_relaxed);
     if (!appended) return appended.error();
     rocksdb::WriteOptions write;
     write.disableWAL = true;
