@@ -716,7 +716,10 @@ class RocksDbSpool final : public Spool {
       file->Close(rocksdb::IOOptions(), nullptr).PermitUncheckedError();
     }
     fs.DeleteFile(path, rocksdb::IOOptions(), nullptr).PermitUncheckedError();
-    if (!s.ok()) return tl::unexpected(ToError(s, "waiting for disk space"));
+    // Only "no space" means no room: a file system without fallocate (or
+    // another error) must not keep the spool from trying to recover.
+    if (s.IsNoSpace() || s.subcode() == rocksdb::Status::kNoSpace)
+      return tl::unexpected(ToError(s, "waiting for disk space"));
     return {};
   }
 
