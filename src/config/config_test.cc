@@ -8,7 +8,7 @@
 #include <fstream>
 #include <set>
 
-#include "base/temp_dir.h"
+#include "testing/temp_dir.h"
 
 namespace hikyaku::config {
 namespace {

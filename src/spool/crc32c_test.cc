@@ -1,15 +1,15 @@
 #include "spool/crc32c.h"
 
+#include <gtest/gtest.h>
 #include <rocksdb/db.h>
 #include <rocksdb/options.h>
-#include <gtest/gtest.h>
 
-#include <filesystem>
-#include <random>
 #include <memory>
+#include <random>
 #include <string>
-#include <unistd.h>
 #include <vector>
+
+#include "testing/temp_dir.h"
 
 #if defined(__x86_64__)
 // With ld --wrap, __real_SYMBOL is librocksdb's own definition.
@@ -78,14 +78,11 @@ TEST(Crc32c, AgreesWithLibrocksdbOwnImplementation) {
 // checksum (computed on the writing thread) is the easiest to observe.
 // Fails if the wrap leaves the link.
 TEST(Crc32c, RocksDbWalWritesUseTheOverride) {
-  const auto dir = std::filesystem::temp_directory_path() /
-                   ("hikyaku-crc32c-" + std::to_string(::testing::UnitTest::GetInstance()->random_seed()) + "-" +
-                    std::to_string(getpid()));
-  std::filesystem::remove_all(dir);
+  const TempDir dir("crc32c_test");
   rocksdb::Options options;
   options.create_if_missing = true;
   rocksdb::DB* raw = nullptr;
-  ASSERT_TRUE(rocksdb::DB::Open(options, dir.string(), &raw).ok());
+  ASSERT_TRUE(rocksdb::DB::Open(options, (dir.path() / "db").string(), &raw).ok());
   std::unique_ptr<rocksdb::DB> db(raw);
   const uint64_t before = Crc32cOverrideCallsOnThisThread();
   ASSERT_TRUE(db->Put(rocksdb::WriteOptions(), "key", std::string(4096, 'x')).ok());
@@ -93,8 +90,6 @@ TEST(Crc32c, RocksDbWalWritesUseTheOverride) {
   std::string value;
   ASSERT_TRUE(db->Get(rocksdb::ReadOptions(), "key", &value).ok());
   EXPECT_EQ(value.size(), 4096u);
-  db.reset();
-  std::filesystem::remove_all(dir);
 }
 #endif
 

@@ -13,7 +13,7 @@
 #include <random>
 #include <sstream>
 
-#include "base/temp_dir.h"
+#include "testing/temp_dir.h"
 
 namespace hikyaku::spool {
 namespace {

@@ -19,8 +19,8 @@
 #include <set>
 #include <thread>
 
-#include "base/temp_dir.h"
 #include "spool/codec.h"
+#include "testing/temp_dir.h"
 
 namespace hikyaku::spool {
 namespace {
