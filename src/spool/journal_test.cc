@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <map>
@@ -484,6 +485,38 @@ TEST(JournalTest, RecordLargerThanASegmentIsKeptWhole) {
 }
 
 // --- The directory ------------------------------------------------------------
+
+// Segments full of garbage (random bytes, or a valid header whose length
+// points past the end) hold no records: recovery replays nothing, fails
+// nothing, and overwrites them like any free segment.
+TEST(JournalTest, GarbageSegmentsHoldNoRecords) {
+  TempDir dir;
+  const JournalOptions options = Options(dir.path());
+  fs::create_directories(options.dir);
+  std::mt19937_64 rng(7);
+  for (int id = 1; id <= 20; ++id) {
+    std::string bytes(rng() % 5000, '\0');
+    for (auto& c : bytes) c = static_cast<char>(rng());
+    if (id % 4 == 0 && bytes.size() >= Journal::kHeaderSize) {
+      for (int i = 4; i < 8; ++i) bytes[i] = '\xff';  // length far beyond the file
+      bytes[8] = 1;                                      // lsn 1
+      for (int i = 9; i < 16; ++i) bytes[i] = 0;
+    }
+    char name[32];
+    std::snprintf(name, sizeof name, "%08d.journal", id);
+    WriteFile(options.dir / name, bytes);
+  }
+  Records model;
+  {
+    auto r = Recover(options, 0);
+    ASSERT_TRUE(r.journal) << Why(r.journal);
+    EXPECT_TRUE(r.replayed.empty());
+    for (uint64_t i = 0; i < 10; ++i) ASSERT_TRUE(Append(**r.journal, model, Payload(i, 300)));
+    ASSERT_TRUE((*r.journal)->Sync());
+    EXPECT_EQ((*r.journal)->stats().segments_created, 0u) << "a free garbage segment should be reused";
+  }
+  EXPECT_EQ(Replay(options, 0), model);
+}
 
 // Files not named as segments are neither read nor touched, even when they
 // hold records that would pass every check.
