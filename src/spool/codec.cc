@@ -47,6 +47,17 @@ int64_t UnZigZag(uint64_t v) {
   return static_cast<int64_t>(v >> 1) ^ -static_cast<int64_t>(v & 1);
 }
 
+template <typename T>
+void EncodeFixed(char* p, T value) {
+  for (size_t i = 0; i < sizeof(T); ++i) p[i] = static_cast<char>(value >> (8 * i));
+}
+template <typename T>
+T DecodeFixed(const char* p) {
+  T value = 0;
+  for (size_t i = 0; i < sizeof(T); ++i) value |= static_cast<T>(static_cast<unsigned char>(p[i])) << (8 * i);
+  return value;
+}
+
 void PutBigEndian32(std::string& out, uint32_t v) {
   for (int shift = 24; shift >= 0; shift -= 8) out.push_back(static_cast<char>((v >> shift) & 0xff));
 }
@@ -80,6 +91,11 @@ void PutLengthPrefixed(std::string& out, std::string_view bytes) {
   PutVarint(out, bytes.size());
   out.append(bytes);
 }
+
+void EncodeFixed32(char* p, uint32_t value) { EncodeFixed(p, value); }
+void EncodeFixed64(char* p, uint64_t value) { EncodeFixed(p, value); }
+uint32_t DecodeFixed32(const char* p) { return DecodeFixed<uint32_t>(p); }
+uint64_t DecodeFixed64(const char* p) { return DecodeFixed<uint64_t>(p); }
 
 std::optional<uint8_t> RecordReader::Byte() {
   if (in_.empty()) return std::nullopt;

@@ -28,6 +28,12 @@ void PutVarint(std::string& out, uint64_t value);
 // ZigZag-mapped signed varint (times may in principle precede the epoch).
 void PutSignedVarint(std::string& out, int64_t value);
 void PutLengthPrefixed(std::string& out, std::string_view bytes);
+// Fixed-width little-endian integers at `p` (journal record headers, the
+// journal checkpoint value): 4 or 8 bytes, no bounds checks.
+void EncodeFixed32(char* p, uint32_t value);
+void EncodeFixed64(char* p, uint64_t value);
+uint32_t DecodeFixed32(const char* p);
+uint64_t DecodeFixed64(const char* p);
 
 // Consumes a record from the front; every accessor returns nullopt (and
 // leaves the reader in an unspecified position) when the input is

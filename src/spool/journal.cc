@@ -6,10 +6,13 @@
 #include <charconv>
 #include <cstdio>
 #include <cstring>
+#include <limits>
 #include <optional>
 #include <random>
 
+#include "spool/codec.h"
 #include "spool/crc32c.h"
+#include "spool/status.h"
 
 namespace hikyaku::spool {
 
@@ -24,31 +27,12 @@ constexpr uint64_t kMaxPayload = 1ull << 31;
 // itself checksummed does not make the outer checksum degenerate.
 uint32_t Mask(uint32_t crc) { return ((crc >> 15) | (crc << 17)) + 0xa282ead8u; }
 
-void PutFixed32(char* out, uint32_t v) {
-  for (int i = 0; i < 4; ++i) out[i] = static_cast<char>(v >> (8 * i));
-}
-void PutFixed64(char* out, uint64_t v) {
-  for (int i = 0; i < 8; ++i) out[i] = static_cast<char>(v >> (8 * i));
-}
-uint32_t GetFixed32(const char* in) {
-  uint32_t v = 0;
-  for (int i = 0; i < 4; ++i) v |= static_cast<uint32_t>(static_cast<unsigned char>(in[i])) << (8 * i);
-  return v;
-}
-uint64_t GetFixed64(const char* in) {
-  uint64_t v = 0;
-  for (int i = 0; i < 8; ++i) v |= static_cast<uint64_t>(static_cast<unsigned char>(in[i])) << (8 * i);
-  return v;
-}
+Error JournalError(const rocksdb::Status& s, const std::string& what) { return ToError(s, "journal: " + what); }
 
-Error ToError(const rocksdb::IOStatus& s, std::string_view what) {
-  std::string message = "spool: journal: ";
-  message += what;
-  message += ": ";
-  message += s.ToString();
-  if (s.IsNoSpace() || s.subcode() == rocksdb::Status::kNoSpace)
-    return Error(ErrorCode::kNoSpace, std::move(message));
-  return Error(ErrorCode::kIo, std::move(message));
+std::string SegmentName(uint64_t id) {
+  char name[32];
+  std::snprintf(name, sizeof name, "%08llu%s", static_cast<unsigned long long>(id), kSuffix);
+  return name;
 }
 
 // The valid prefix of one segment's bytes (see journal.h): calls `visit`
@@ -65,13 +49,13 @@ ScanResult ScanSegment(std::string_view data, Visit&& visit) {
   size_t offset = 0;
   while (data.size() - offset >= Journal::kHeaderSize) {
     const char* header = data.data() + offset;
-    const uint64_t length = GetFixed32(header + 4);
-    const uint64_t lsn = GetFixed64(header + 8);
-    const uint64_t record_round = GetFixed64(header + 16);
+    const uint64_t length = DecodeFixed32(header + 4);
+    const uint64_t lsn = DecodeFixed64(header + 8);
+    const uint64_t record_round = DecodeFixed64(header + 16);
     if (length > kMaxPayload || length > data.size() - offset - Journal::kHeaderSize) break;
     if (lsn == 0 || (out.count > 0 && (record_round != round || lsn != out.last_lsn + 1))) break;
     const uint32_t crc = Crc32cExtend(0, header + 4, Journal::kHeaderSize - 4 + length);
-    if (Mask(crc) != GetFixed32(header)) break;
+    if (Mask(crc) != DecodeFixed32(header)) break;
     if (out.count == 0) {
       round = record_round;
       out.first_lsn = lsn;
@@ -84,19 +68,21 @@ ScanResult ScanSegment(std::string_view data, Visit&& visit) {
   return out;
 }
 
-Result<std::string> ReadWhole(rocksdb::FileSystem& fs, const std::string& path) {
+// Up to `length` bytes of the file from `offset`: fewer where it ends.
+Result<std::string> ReadRange(rocksdb::FileSystem& fs, const std::string& path, uint64_t offset,
+                              uint64_t length = std::numeric_limits<uint64_t>::max()) {
   uint64_t size = 0;
   rocksdb::IOStatus s = fs.GetFileSize(path, rocksdb::IOOptions(), &size, nullptr);
-  if (!s.ok()) return tl::unexpected(ToError(s, "size of " + path));
+  if (!s.ok()) return tl::unexpected(JournalError(s, "size of " + path));
   std::unique_ptr<rocksdb::FSRandomAccessFile> file;
   s = fs.NewRandomAccessFile(path, rocksdb::FileOptions(), &file, nullptr);
-  if (!s.ok()) return tl::unexpected(ToError(s, "opening " + path));
-  std::string data(size, '\0');
+  if (!s.ok()) return tl::unexpected(JournalError(s, "opening " + path));
+  std::string data(offset < size ? std::min(length, size - offset) : 0, '\0');
   size_t done = 0;
-  while (done < size) {
+  while (done < data.size()) {
     rocksdb::Slice got;
-    s = file->Read(done, size - done, rocksdb::IOOptions(), &got, data.data() + done, nullptr);
-    if (!s.ok()) return tl::unexpected(ToError(s, "reading " + path));
+    s = file->Read(offset + done, data.size() - done, rocksdb::IOOptions(), &got, data.data() + done, nullptr);
+    if (!s.ok()) return tl::unexpected(JournalError(s, "reading " + path));
     if (got.empty()) break;  // shorter than its size said: the rest is not there
     if (got.data() != data.data() + done) std::memmove(data.data() + done, got.data(), got.size());
     done += got.size();
@@ -115,9 +101,7 @@ std::optional<uint64_t> SegmentId(std::string_view name) {
   if (ec != std::errc() || ptr != end || id == 0) return std::nullopt;
   // Only the name the journal itself writes for that id: "1.journal" next
   // to "00000001.journal" is not a second copy of segment 1.
-  char expected[32];
-  std::snprintf(expected, sizeof expected, "%08llu%s", static_cast<unsigned long long>(id), kSuffix);
-  if (name != expected) return std::nullopt;
+  if (name != SegmentName(id)) return std::nullopt;
   return id;
 }
 
@@ -136,79 +120,76 @@ Journal::~Journal() {
   if (file_) file_->Close(rocksdb::IOOptions(), nullptr).PermitUncheckedError();
 }
 
-std::string Journal::SegmentPath(uint64_t id) const {
-  char name[32];
-  std::snprintf(name, sizeof name, "%08llu%s", static_cast<unsigned long long>(id), kSuffix);
-  return (options_.dir / name).string();
-}
+std::string Journal::SegmentPath(uint64_t id) const { return (options_.dir / SegmentName(id)).string(); }
 
 Result<std::unique_ptr<Journal>> Journal::Recover(JournalOptions options, uint64_t checkpoint, const Replay& replay) {
   std::unique_ptr<Journal> journal(new Journal(std::move(options)));
   rocksdb::FileSystem& fs = *journal->options_.fs;
   const std::string dir = journal->options_.dir.string();
   rocksdb::IOStatus s = fs.CreateDirIfMissing(dir, rocksdb::IOOptions(), nullptr);
-  if (!s.ok()) return tl::unexpected(ToError(s, "creating " + dir));
+  if (!s.ok()) return tl::unexpected(JournalError(s, "creating " + dir));
   s = fs.NewDirectory(dir, rocksdb::IOOptions(), &journal->dir_, nullptr);
-  if (!s.ok()) return tl::unexpected(ToError(s, "opening " + dir));
+  if (!s.ok()) return tl::unexpected(JournalError(s, "opening " + dir));
   std::vector<std::string> children;
   s = fs.GetChildren(dir, rocksdb::IOOptions(), &children, nullptr);
-  if (!s.ok()) return tl::unexpected(ToError(s, "listing " + dir));
+  if (!s.ok()) return tl::unexpected(JournalError(s, "listing " + dir));
 
-  // Pass 1: what each segment holds.
+  // Segments in the order of their first records' LSNs (each file's first
+  // record only), so that one read of each file replays the run in order.
   struct Found {
     uint64_t id;
-    ScanResult scan;
+    uint64_t first_lsn;  // 0: no valid first record, nothing to read
   };
   std::vector<Found> found;
-  uint64_t highest = checkpoint;
   for (const auto& name : children) {
     auto id = SegmentId(name);
     if (!id) continue;
-    auto data = ReadWhole(fs, journal->SegmentPath(*id));
-    if (!data) return tl::unexpected(data.error());
-    Found f{*id, ScanSegment(*data, [](uint64_t, std::string_view) {})};
-    highest = std::max(highest, f.scan.last_lsn);
-    found.push_back(f);
-    journal->segments_.push_back(Segment{*id, f.scan.last_lsn});
+    const std::string path = journal->SegmentPath(*id);
+    auto header = ReadRange(fs, path, 0, kHeaderSize);
+    if (!header) return tl::unexpected(header.error());
+    uint64_t first_lsn = 0;
+    if (header->size() == kHeaderSize) {
+      auto first = ReadRange(fs, path, 0, kHeaderSize + DecodeFixed32(header->data() + 4));
+      if (!first) return tl::unexpected(first.error());
+      first_lsn = ScanSegment(*first, [](uint64_t, std::string_view) {}).first_lsn;
+    }
+    found.push_back(Found{*id, first_lsn});
+  }
+  std::sort(found.begin(), found.end(), [](const Found& a, const Found& b) { return a.first_lsn < b.first_lsn; });
+
+  // The records above the checkpoint must continue one another exactly.
+  uint64_t highest = checkpoint;
+  uint64_t expected = checkpoint + 1;
+  for (const auto& f : found) {
+    Segment segment{f.id, 0};
+    if (f.first_lsn != 0) {
+      const std::string path = journal->SegmentPath(f.id);
+      auto data = ReadRange(fs, path, 0);
+      if (!data) return tl::unexpected(data.error());
+      std::optional<Error> failed;
+      segment.last_lsn = ScanSegment(*data, [&](uint64_t lsn, std::string_view payload) {
+                           if (failed || lsn <= checkpoint) return;
+                           if (lsn > expected) {
+                             failed = Error(ErrorCode::kCorruption,
+                                            "spool: journal: records " + std::to_string(expected) + " to " +
+                                                std::to_string(lsn - 1) + " are missing (before " + path + ")");
+                           } else if (lsn < expected) {
+                             failed = Error(ErrorCode::kCorruption, "spool: journal: " + path +
+                                                                        " repeats records from " + std::to_string(lsn));
+                           } else if (auto r = replay(lsn, payload); !r) {
+                             failed = r.error();
+                           } else {
+                             expected = lsn + 1;
+                             ++journal->stats_.replayed;
+                           }
+                         }).last_lsn;
+      if (failed) return tl::unexpected(*failed);
+      highest = std::max(highest, segment.last_lsn);
+    }
+    journal->segments_.push_back(segment);
   }
   std::sort(journal->segments_.begin(), journal->segments_.end(),
             [](const Segment& a, const Segment& b) { return a.id < b.id; });
-
-  // Pass 2: the segments with records above the checkpoint, in LSN order,
-  // must continue one another exactly.
-  std::vector<Found> live;
-  for (const auto& f : found)
-    if (f.scan.count > 0 && f.scan.last_lsn > checkpoint) live.push_back(f);
-  std::sort(live.begin(), live.end(),
-            [](const Found& a, const Found& b) { return a.scan.first_lsn < b.scan.first_lsn; });
-  uint64_t expected = checkpoint + 1;
-  for (const auto& f : live) {
-    const std::string path = journal->SegmentPath(f.id);
-    if (f.scan.first_lsn > expected)
-      return Fail(ErrorCode::kCorruption, "spool: journal: records " + std::to_string(expected) + " to " +
-                                              std::to_string(f.scan.first_lsn - 1) + " are missing (before " +
-                                              path + ")");
-    if (f.scan.first_lsn < expected && f.scan.first_lsn > checkpoint)
-      return Fail(ErrorCode::kCorruption, "spool: journal: " + path + " repeats records from " +
-                                              std::to_string(f.scan.first_lsn));
-    auto data = ReadWhole(fs, path);
-    if (!data) return tl::unexpected(data.error());
-    std::optional<Error> failed;
-    uint64_t replayed_to = expected - 1;
-    ScanSegment(*data, [&](uint64_t lsn, std::string_view payload) {
-      if (failed || lsn < expected) return;
-      if (auto r = replay(lsn, payload); !r) {
-        failed = r.error();
-        return;
-      }
-      replayed_to = lsn;
-      ++journal->stats_.replayed;
-    });
-    if (failed) return tl::unexpected(*failed);
-    if (replayed_to != f.scan.last_lsn)  // the file changed between the passes
-      return Fail(ErrorCode::kIo, "spool: journal: " + path + " changed while it was being recovered");
-    expected = f.scan.last_lsn + 1;
-  }
   journal->next_lsn_ = highest + 1;
   return journal;
 }
@@ -223,7 +204,7 @@ Result<void> Journal::StartRound() {
     rocksdb::IOStatus s = unsynced_ ? file_->Sync(rocksdb::IOOptions(), nullptr) : rocksdb::IOStatus::OK();
     if (s.ok()) s = file_->Close(rocksdb::IOOptions(), nullptr);
     file_.reset();
-    if (!s.ok()) return tl::unexpected(ToError(s, "closing " + SegmentPath(current_id)));
+    if (!s.ok()) return tl::unexpected(JournalError(s, "closing " + SegmentPath(current_id)));
   }
 
   // Free: every record in it is durable in the database. The lowest ids are
@@ -259,15 +240,15 @@ Result<void> Journal::StartRound() {
     std::unique_ptr<rocksdb::FSWritableFile> creating;
     s = fs().NewWritableFile(path, rocksdb::FileOptions(), &creating, nullptr);
     if (s.ok()) s = creating->Close(rocksdb::IOOptions(), nullptr);
-    if (!s.ok()) return tl::unexpected(ToError(s, "creating " + path));
+    if (!s.ok()) return tl::unexpected(JournalError(s, "creating " + path));
   }
   s = fs().NewRandomRWFile(path, rocksdb::FileOptions(), &file_, nullptr);
-  if (!s.ok()) return tl::unexpected(ToError(s, "opening " + path));
+  if (!s.ok()) return tl::unexpected(JournalError(s, "opening " + path));
   if (created) {
     // The new name must survive a crash as much as the records synced into
     // the file will.
     s = dir_->Fsync(rocksdb::IOOptions(), nullptr);
-    if (!s.ok()) return tl::unexpected(ToError(s, "syncing " + options_.dir.string()));
+    if (!s.ok()) return tl::unexpected(JournalError(s, "syncing " + options_.dir.string()));
     segments_.push_back(Segment{*chosen, 0});
     ++stats_.segments_created;
   } else {
@@ -294,17 +275,17 @@ Result<void> Journal::Append(std::string_view payload) {
   }
   buffer_.resize(size);
   char* header = buffer_.data();
-  PutFixed32(header + 4, static_cast<uint32_t>(payload.size()));
-  PutFixed64(header + 8, next_lsn_);
-  PutFixed64(header + 16, round_);
+  EncodeFixed32(header + 4, static_cast<uint32_t>(payload.size()));
+  EncodeFixed64(header + 8, next_lsn_);
+  EncodeFixed64(header + 16, round_);
   std::memcpy(header + kHeaderSize, payload.data(), payload.size());
-  PutFixed32(header, Mask(Crc32cExtend(0, header + 4, size - 4)));
+  EncodeFixed32(header, Mask(Crc32cExtend(0, header + 4, size - 4)));
   last_record_ = offset_;
   rocksdb::IOStatus s = file_->Write(offset_, rocksdb::Slice(buffer_), rocksdb::IOOptions(), nullptr);
   if (!s.ok()) {
     failed_ = true;
     (void)Retract();  // part of it may be in the file
-    return tl::unexpected(ToError(s, "writing " + SegmentPath(segments_[current_].id)));
+    return tl::unexpected(JournalError(s, "writing " + SegmentPath(segments_[current_].id)));
   }
   offset_ += size;
   unsynced_ = true;
@@ -321,7 +302,7 @@ Result<void> Journal::Sync() {
   if (!s.ok()) {
     failed_ = true;
     (void)Retract();  // the record is in the page cache, whole, and would survive a restart
-    return tl::unexpected(ToError(s, "syncing " + SegmentPath(segments_[current_].id)));
+    return tl::unexpected(JournalError(s, "syncing " + SegmentPath(segments_[current_].id)));
   }
   unsynced_ = false;
   ++stats_.syncs;
@@ -334,9 +315,9 @@ Result<void> Journal::Retract() {
   const std::string path = SegmentPath(segments_[current_].id);
   const char zeroes[kHeaderSize] = {};
   rocksdb::IOStatus s = file_->Write(*last_record_, rocksdb::Slice(zeroes, kHeaderSize), rocksdb::IOOptions(), nullptr);
-  if (!s.ok()) return tl::unexpected(ToError(s, "retracting a record in " + path));
+  if (!s.ok()) return tl::unexpected(JournalError(s, "retracting a record in " + path));
   s = file_->Sync(rocksdb::IOOptions(), nullptr);
-  if (!s.ok()) return tl::unexpected(ToError(s, "syncing " + path));
+  if (!s.ok()) return tl::unexpected(JournalError(s, "syncing " + path));
   return {};
 }
 

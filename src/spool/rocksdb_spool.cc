@@ -25,6 +25,7 @@
 #include "spool/codec.h"
 #include "spool/crc32c.h"
 #include "spool/journal.h"
+#include "spool/status.h"
 
 namespace hikyaku::spool {
 
@@ -56,25 +57,11 @@ constexpr uint64_t kMinBlobSize = 512;
 // pointless: try at most this often.
 constexpr auto kResumeInterval = std::chrono::seconds(1);
 
-Error ToError(const rocksdb::Status& s, std::string_view what) {
-  std::string message = "spool: ";
-  message += what;
-  message += ": ";
-  message += s.ToString();
-  // RocksDB reports ENOSPC as IOError/kNoSpace, both directly and when it
-  // replays the background error that stopped writes.
-  if (s.IsNoSpace() || s.subcode() == rocksdb::Status::kNoSpace)
-    return Error(ErrorCode::kNoSpace, std::move(message));
-  if (s.IsCorruption()) return Error(ErrorCode::kCorruption, std::move(message));
-  if (s.IsShutdownInProgress()) return Error(ErrorCode::kUnavailable, std::move(message));
-  return Error(ErrorCode::kIo, std::move(message));
-}
-
 Error Unavailable() { return Error(ErrorCode::kUnavailable, "spool: closed"); }
 
 std::string EncodeLsn(uint64_t lsn) {
   std::string out(8, '\0');
-  for (int i = 0; i < 8; ++i) out[i] = static_cast<char>(lsn >> (8 * i));
+  EncodeFixed64(out.data(), lsn);
   return out;
 }
 
@@ -89,9 +76,7 @@ Result<uint64_t> ReadCheckpoint(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* fa
   if (s.IsNotFound()) return 0;
   if (!s.ok()) return tl::unexpected(ToError(s, "reading the journal checkpoint"));
   if (value.size() != 8) return Fail(ErrorCode::kCorruption, "spool: malformed journal checkpoint");
-  uint64_t lsn = 0;
-  for (int i = 0; i < 8; ++i) lsn |= static_cast<uint64_t>(static_cast<unsigned char>(value[i])) << (8 * i);
-  return lsn;
+  return DecodeFixed64(value.data());
 }
 
 // Journal segments: a few per memtable, so segments free up at every flush.
