@@ -15,6 +15,7 @@
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
+#include "admin/queues_view.h"
 #include "delivery/dispatcher.h"
 #include "dns/cares_resolver.h"
 #include "dns/static_routes.h"
@@ -128,7 +129,7 @@ int RunDaemon(const config::Config& config) {
   http_options.max_message_size = config.smtp_in.max_message_size;
   http_options.max_recipients = config.smtp_in.max_recipients;
   inject::HttpApi::JsonEndpoints endpoints;
-  endpoints["/api/v1/queues"] = [&dispatcher](nlohmann::json& out) { dispatcher.QueuesJson(out); };
+  endpoints["/api/v1/queues"] = [&dispatcher](nlohmann::json& out) { out = admin::QueuesJson(dispatcher.Queues()); };
   endpoints["/api/v1/stats"] = [&](nlohmann::json& out) {
     auto in = intake.Stats();
     auto sp = (*spool)->Stats();

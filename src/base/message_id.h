@@ -31,6 +31,9 @@ class MessageId {
   constexpr explicit MessageId(uint64_t value) : value_(value) {}
 
   constexpr uint64_t value() const { return value_; }
+  // When the message was accepted (the high 42 bits): a recipient's age
+  // for retry.max_age needs no spool read.
+  TimePoint ArrivalTime() const { return FromUnixMillis(static_cast<int64_t>(value_ >> 22)); }
   std::string ToString() const;
   static std::optional<MessageId> Parse(std::string_view text);
   // 8 bytes big-endian, so byte order equals numeric order (spool keys).

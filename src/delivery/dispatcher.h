@@ -22,10 +22,10 @@
 #include <vector>
 
 #include <boost/asio/io_context.hpp>
-#include <nlohmann/json_fwd.hpp>
 
 #include "base/clock.h"
 #include "config/config.h"
+#include "queue/scheduler.h"
 #include "spool/spool.h"
 
 namespace hikyaku::dns {
@@ -46,6 +46,23 @@ struct DispatcherStats {
   uint64_t queued = 0;  // recipients known and not final
 };
 
+// The operator's view of the queues (admin/queues_view.h renders it).
+struct HostView {
+  std::string name;
+  uint16_t port = 25;
+  std::string state;  // HostHealth state: "up", "down", "probing"
+  std::optional<TimePoint> down_until;
+};
+struct SiteView {
+  queue::SiteStats stats;
+  std::string last_failure;
+  std::vector<HostView> hosts;
+};
+struct QueuesSnapshot {
+  std::vector<SiteView> sites;  // in site id order
+  size_t resolving = 0;         // recipients waiting for an MX lookup
+};
+
 class Dispatcher {
  public:
   // `resolver` must deliver its callbacks on `context`'s thread.
@@ -64,9 +81,10 @@ class Dispatcher {
   // Stops opening connections; open ones finish their transaction and QUIT.
   void Stop();
 
-  // Thread-safe snapshots for the HTTP API (refreshed by the dispatcher).
+  // Thread-safe snapshots for the HTTP API (refreshed by the dispatcher
+  // at most every 250 ms).
   DispatcherStats Stats() const;
-  void QueuesJson(nlohmann::json& out) const;
+  QueuesSnapshot Queues() const;
 
   class Impl;
 

@@ -51,6 +51,20 @@
 //      first transaction, as in N2.
 //  N5  Local errors (cannot bind the source address...): 4.3.0 (X.3.0
 //      "other mail system status"), not the host's fault.
+//
+// Verdicts without a transaction:
+//  D1  MX lookup failed permanently (NXDOMAIN, null MX per RFC 7505, no
+//      address at all): bounced, 5.1.2 (RFC 3463 X.1.2 "bad destination
+//      system address"); transiently (timeout, SERVFAIL): deferred, 4.4.3
+//      (X.4.3 "directory server failure").
+//  D2  No host of one attempt was usable (R6's second half): bounced when
+//      every address tried refused permanently (5yz to the banner, EHLO or
+//      STARTTLS), with the last refusal's code and text, as Postfix does
+//      after the last MX; any transient failure among them makes it
+//      deferred with the last transient outcome (another MX or a later try
+//      may work).
+//  D3  Every host of the site is down in the circuit breaker: deferred,
+//      4.4.1 (X.4.1 "no answer from host"), naming the last failure.
 #include "delivery/outcome.h"
 
 #include <array>
@@ -252,6 +266,46 @@ Outcome Classify(const NetworkFailure& failure) {
       o.text = "local error while connecting to " + failure.peer + detail;
       break;
   }
+  return o;
+}
+
+Outcome ClassifyDnsFailure(const Error& error) {
+  Outcome o;  // D1
+  o.code = 0;
+  o.text = error.message();
+  if (error.transient()) {
+    o.kind = Outcome::Kind::kDeferred;
+    o.enhanced = "4.4.3";
+  } else {
+    o.kind = Outcome::Kind::kBounced;
+    o.enhanced = "5.1.2";
+  }
+  return o;
+}
+
+Outcome ClassifyNoUsableHost(std::span<const Outcome> failures) {
+  // D2
+  const Outcome* last_transient = nullptr;
+  for (const auto& f : failures)
+    if (f.kind != Outcome::Kind::kBounced) last_transient = &f;
+  if (failures.empty()) {
+    Outcome o;
+    o.kind = Outcome::Kind::kDeferred;
+    o.enhanced = "4.4.1";
+    o.text = "no MX host could be tried";
+    return o;
+  }
+  Outcome o = last_transient ? *last_transient : failures.back();
+  o.host_failure = true;
+  return o;
+}
+
+Outcome ClassifyAllHostsDown(std::string_view site, std::string_view last_failure) {
+  Outcome o;  // D3
+  o.kind = Outcome::Kind::kDeferred;
+  o.enhanced = "4.4.1";
+  o.text = "all MX hosts of " + std::string(site) + " are down" +
+           (last_failure.empty() ? std::string() : " (last: " + std::string(last_failure) + ")");
   return o;
 }
 

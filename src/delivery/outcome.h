@@ -9,9 +9,11 @@
 // Thread-safety: pure functions on plain values.
 #pragma once
 
+#include <span>
 #include <string>
 #include <string_view>
 
+#include "base/error.h"
 #include "smtp/client_session.h"
 #include "smtp/reply_parser.h"
 
@@ -70,6 +72,16 @@ Outcome Classify(const NetworkFailure& failure);
 inline Outcome Classify(const smtp::RecipientResult& result) {
   return Classify(result.phase, result.reply);
 }
+
+// Verdicts decided without a transaction (rules D1-D3 in outcome.cc):
+// a failed MX lookup of the recipient domain (the Resolver's Error) ...
+Outcome ClassifyDnsFailure(const Error& error);
+// ... one connection attempt that found no usable host: `failures` are the
+// Open() outcomes of every address tried, in order (at least one) ...
+Outcome ClassifyNoUsableHost(std::span<const Outcome> failures);
+// ... and a site none of whose hosts may be tried now (all down in the
+// circuit breaker). `last_failure` is the last connect failure seen, or "".
+Outcome ClassifyAllHostsDown(std::string_view site, std::string_view last_failure);
 
 // True if the reply asks the sender to slow down (see Outcome::throttled).
 bool IsThrottlingReply(const smtp::Reply& reply);

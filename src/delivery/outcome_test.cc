@@ -249,5 +249,47 @@ TEST(OutcomeTest, ClassifiesSessionResults) {
   EXPECT_TRUE(Classify(result).delivered());
 }
 
+// D1
+TEST(OutcomeTest, DnsFailuresBounceWhenPermanentAndDeferWhenTransient) {
+  Outcome gone = ClassifyDnsFailure(Error(ErrorCode::kNotFound, "nowhere.test: NXDOMAIN"));
+  EXPECT_EQ(gone.kind, Kind::kBounced);
+  EXPECT_EQ(gone.enhanced, "5.1.2");
+  EXPECT_EQ(gone.text, "nowhere.test: NXDOMAIN");
+  Outcome later = ClassifyDnsFailure(Error(ErrorCode::kTimeout, "slow.test: timeout"));
+  EXPECT_EQ(later.kind, Kind::kDeferred);
+  EXPECT_EQ(later.enhanced, "4.4.3");
+}
+
+// D2 (R6): a 554 greeting from every MX bounces; one transient failure defers.
+TEST(OutcomeTest, EveryHostRefusingPermanentlyBounces) {
+  Outcome refused = Classify(ClientPhase::kBanner, R(554, "", "no SMTP service here"));
+  ASSERT_EQ(refused.kind, Kind::kBounced);
+  Outcome both[] = {refused, refused};
+  Outcome o = ClassifyNoUsableHost(both);
+  EXPECT_EQ(o.kind, Kind::kBounced);
+  EXPECT_EQ(o.code, 554);
+  EXPECT_EQ(o.text, "no SMTP service here");
+
+  NetworkFailure nf;
+  nf.error = NetworkError::kConnectRefused;
+  nf.peer = "192.0.2.2:25";
+  Outcome mixed[] = {refused, Classify(nf)};
+  Outcome d = ClassifyNoUsableHost(mixed);
+  EXPECT_EQ(d.kind, Kind::kDeferred);
+  EXPECT_EQ(d.enhanced, "4.4.1");
+  EXPECT_TRUE(d.host_failure);
+  Outcome reversed[] = {Classify(nf), refused};
+  EXPECT_EQ(ClassifyNoUsableHost(reversed).kind, Kind::kDeferred);
+}
+
+// D3
+TEST(OutcomeTest, AllHostsDownDefersNamingTheLastFailure) {
+  Outcome o = ClassifyAllHostsDown("mx.example.test", "connect to 192.0.2.1:25: Connection refused");
+  EXPECT_EQ(o.kind, Kind::kDeferred);
+  EXPECT_EQ(o.enhanced, "4.4.1");
+  EXPECT_EQ(o.text, "all MX hosts of mx.example.test are down (last: connect to 192.0.2.1:25: Connection refused)");
+  EXPECT_EQ(ClassifyAllHostsDown("s", "").text, "all MX hosts of s are down");
+}
+
 }  // namespace
 }  // namespace hikyaku::delivery

@@ -387,7 +387,7 @@ void CaresResolver::Impl::ResolveMx(const std::string& raw, MxCallback done) {
     std::string domain = NormalizeName(asked);
     // RFC 5321 4.1.3: mail to an address literal goes to that address.
     if (auto literal = ParseAddressLiteral(domain)) {
-      Destination dest{domain, {MxHost{domain, 0, {*literal}, 25}}, false, TimePoint::max()};
+      Destination dest{domain, {MxHost{domain, 0, {*literal}, 25}}, false, TimePoint::max(), {}};
       return impl.Post(std::move(done), Result<Destination>(std::move(dest)));
     }
     if (!IsValidName(domain)) {
@@ -489,7 +489,7 @@ void CaresResolver::Impl::FinishMxHosts(const std::shared_ptr<MxLookup>& lookup)
     lookup->expires = std::min(lookup->expires, clock_.Now() + config_.negative_ttl);
   }
   FinishMx(lookup->domain,
-           Destination{lookup->domain, std::move(lookup->hosts), false, lookup->expires});
+           Destination{lookup->domain, std::move(lookup->hosts), false, lookup->expires, {}});
 }
 
 // RFC 5321 5.1: "If an empty list of MXs is returned, the address is treated
@@ -505,7 +505,7 @@ void CaresResolver::Impl::StartImplicitMx(const std::string& domain) {
       return FinishMx(domain, tl::unexpected(result.error()));
     }
     Destination dest{
-        domain, {MxHost{domain, 0, std::move(result->addresses), 25}}, true, result->expires};
+        domain, {MxHost{domain, 0, std::move(result->addresses), 25}}, true, result->expires, {}};
     FinishMx(domain, std::move(dest));
   });
 }

@@ -41,7 +41,7 @@ class FakeResolver final : public Resolver {
   // Shorthand: a Destination of `hosts` (kept in the given order), expiring
   // at TimePoint::max().
   void SetMxHosts(const std::string& domain, std::vector<MxHost> hosts) {
-    SetMx(domain, Destination{NormalizeName(domain), std::move(hosts), false, TimePoint::max()});
+    SetMx(domain, Destination{NormalizeName(domain), std::move(hosts), false, TimePoint::max(), {}});
   }
   void SetHost(const std::string& name, Result<HostAddresses> answer) {
     std::lock_guard lock(mu_);

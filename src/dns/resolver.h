@@ -52,6 +52,7 @@ struct Destination {
   std::vector<MxHost> hosts;  // by preference; equal preferences shuffled
   bool implicit_mx = false;   // no MX records: the domain's own A/AAAA (RFC 5321 5.1)
   TimePoint expires;          // the answer may be reused until then (smallest TTL)
+  std::string site;           // a static route's site ([[route]] site = ...); empty otherwise
 };
 
 struct HostAddresses {

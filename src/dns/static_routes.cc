@@ -58,23 +58,23 @@ void Router::ResolveMx(const std::string& raw, MxCallback done) {
   if (route == nullptr) return inner_.ResolveMx(raw, std::move(done));
   uint16_t port = route->config.port;
   if (route->address) {
-    Destination dest{
-        domain, {MxHost{route->config.host, 0, {*route->address}, port}}, false, TimePoint::max()};
+    Destination dest{domain, {MxHost{route->config.host, 0, {*route->address}, port}}, false,
+                     TimePoint::max(), route->config.site};
     boost::asio::post(executor_, [done = std::move(done), dest = std::move(dest)]() mutable {
       done(std::move(dest));
     });
     return;
   }
   std::string host = NormalizeName(route->config.host);
-  inner_.ResolveHost(host, [domain, host, port,
+  inner_.ResolveHost(host, [domain, host, port, site = route->config.site,
                             done = std::move(done)](Result<HostAddresses> result) {
     if (!result) {
       ErrorCode code = result.error().transient() ? result.error().code() : ErrorCode::kUnavailable;
       return done(
           Fail(code, domain + ": static route to " + host + ": " + result.error().message()));
     }
-    done(Destination{
-        domain, {MxHost{host, 0, std::move(result->addresses), port}}, false, result->expires});
+    done(Destination{domain, {MxHost{host, 0, std::move(result->addresses), port}}, false,
+                     result->expires, site});
   });
 }
 

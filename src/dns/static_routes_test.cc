@@ -133,5 +133,18 @@ TEST_F(RouterTest, RouteSite) {
   EXPECT_EQ(router.FindRoute("nosite.test")->host, "192.0.2.2");
 }
 
+// The dispatcher learns a route's site from the answer itself, so it needs
+// no knowledge of which Resolver it talks to.
+TEST_F(RouterTest, RoutedDestinationCarriesTheRouteSite) {
+  Router router(io_.get_executor(), inner_,
+                {Route("*.docomo.test", "192.0.2.1", 25, "docomo"), Route("nosite.test", "192.0.2.2")});
+  auto routed = Resolve(router, "x.docomo.test");
+  ASSERT_TRUE(routed);
+  EXPECT_EQ(routed->site, "docomo");
+  auto plain = Resolve(router, "nosite.test");
+  ASSERT_TRUE(plain);
+  EXPECT_EQ(plain->site, "");
+}
+
 }  // namespace
 }  // namespace hikyaku::dns

@@ -27,6 +27,7 @@
 
 #include "base/clock.h"
 #include "config/config.h"
+#include "queue/queued_recipient.h"
 
 namespace hikyaku::queue {
 
@@ -38,6 +39,15 @@ class RetryPolicy {
                                        uint32_t attempts_so_far);
   std::optional<TimePoint> NextAttempt(TimePoint now, TimePoint received_at,
                                        uint32_t attempts_so_far, uint64_t jitter_key) const;
+
+  // THE place a recipient's retry time is computed (the scheduler's Defer
+  // and the dispatcher's DNS deferrals both come here): the jitter key is
+  // the message id, so recipients of one message deferred together come
+  // back together and share a transaction again. `r.attempts` counts the
+  // attempt just made.
+  std::optional<TimePoint> NextAttemptFor(const QueuedRecipient& r, TimePoint now) const {
+    return NextAttempt(now, r.received_at, r.attempts, r.message.value());
+  }
 
   // The delay before jitter: initial * 2^(n-1), capped at max.
   Duration BaseDelay(uint32_t attempts_so_far) const;

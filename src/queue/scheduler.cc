@@ -201,7 +201,7 @@ DeferResult Scheduler::DeferTaken(Site& s, QueuedRecipient r, TimePoint now) {
   if (r.attempts < kMaxAttempts) ++r.attempts;
   r.site = s.id();
   DeferResult result;
-  const auto next = policy_.NextAttempt(now, r.received_at, r.attempts, r.message.value());
+  const auto next = policy_.NextAttemptFor(r, now);
   if (!next) {
     result.kind = DeferResult::Kind::kExpired;
     ++s.counters_.expired;

@@ -68,12 +68,15 @@ class DeliveryTest(unittest.TestCase):
         delivered = self.events("delivered")
         self.assertEqual(len(delivered), 1000)
         e = delivered[0]
-        for field in ("ts", "id", "recipient", "site", "mx", "mx_ip", "source", "code", "enhanced", "reply",
-                      "attempt", "queue_time_ms"):
+        for field in ("ts", "id", "recipient", "site", "mx", "mx_ip", "source", "source_ip", "pool", "code",
+                      "enhanced", "reply", "attempt", "queue_time_ms"):
             self.assertIn(field, e)
         self.assertEqual(e["code"], 250)
         self.assertEqual(e["mx_ip"], "127.0.0.1")
-        self.assertEqual(e["source"], "127.0.0.1")
+        # No [[source]] configured: the implicit source and pool.
+        self.assertEqual(e["source"], "default")
+        self.assertEqual(e["pool"], "default")
+        self.assertEqual(e["source_ip"], "127.0.0.1")
         self.assertEqual(e["attempt"], 1)
         # Delivered messages leave the spool.
         self.assertEqual(self.d.spool_list(), [])
@@ -175,6 +178,51 @@ class DeliveryTest(unittest.TestCase):
         self.assertRegex(hole_line, r"\[127\.0\.0\.1 (down|probing)\]")
         live_line = [l for l in table.splitlines() if f":{live1.port}" in l][0]
         self.assertIn("250", live_line)
+
+    def test_site_refusing_at_the_greeting_bounces_at_once(self):
+        # Rule R6/D2 of outcome.cc: every MX answers 554 to the greeting.
+        # Before the fix the verdict was dropped and the recipients were
+        # deferred as "all hosts down" until they expired days later.
+        import socket
+        import threading
+        server = socket.socket()
+        server.bind(("127.0.0.1", 0))
+        server.listen(16)
+        server.settimeout(0.2)
+        port = server.getsockname()[1]
+        stop = threading.Event()
+        greeted = []
+
+        def serve():
+            while not stop.is_set():
+                try:
+                    conn, _ = server.accept()
+                except OSError:
+                    continue
+                greeted.append(1)
+                conn.sendall(b"554 5.7.1 no SMTP service for you\r\n")
+                conn.close()
+
+        t = threading.Thread(target=serve, daemon=True)
+        t.start()
+        try:
+            self.start({"refusing.test": port})
+            messages = [(f"s{i}@example.com", [f"r{i}@refusing.test"], f"m{i}") for i in range(20)]
+            acked, errors = harness.inject(self.d.smtp_port, messages, connections=2)
+            self.assertEqual(errors, [])
+            self.assertTrue(harness.wait_for(lambda: len(self.events("bounced")) >= 20, 15),
+                            f"bounced: {len(self.events('bounced'))}, deferred: {len(self.events('deferred'))}")
+            bounced = self.events("bounced")
+            self.assertEqual(len(bounced), 20)
+            self.assertEqual(bounced[0]["code"], 554)
+            self.assertEqual(bounced[0]["enhanced"], "5.7.1")
+            self.assertIn("no SMTP service", bounced[0]["reply"])
+            self.assertEqual(self.events("deferred"), [])
+            self.assertTrue(harness.wait_for(lambda: self.d.stats()["delivery"]["queued"] == 0, 10))
+        finally:
+            stop.set()
+            t.join(2)
+            server.close()
 
 
 if __name__ == "__main__":
