@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -187,7 +188,13 @@ using ConfigErrors = std::vector<ConfigError>;
 // events.path, tls.*) are kept as written: they resolve against the working
 // directory of the process, as documented in docs/configuration.md.
 tl::expected<Config, ConfigErrors> LoadConfig(const std::filesystem::path& path);
-// Same, from text already in memory; `file_name` is used in error messages.
+// An immutable, shareable configuration: what a long-lived component holds
+// instead of a `const Config&`, so that a reload (SIGHUP) can publish a new
+// snapshot while connections still finish with the old one.
+using ConfigSnapshot = std::shared_ptr<const Config>;
+// LoadConfig, wrapped in a snapshot; the same errors on failure.
+tl::expected<ConfigSnapshot, ConfigErrors> LoadSnapshot(const std::filesystem::path& path);
+// Same as LoadConfig, from text already in memory; `file_name` is used in error messages.
 tl::expected<Config, ConfigErrors> ParseConfig(std::string_view text, const std::string& file_name);
 
 // Every dotted key name the parser accepts, e.g. "smtp_in.max_message_size",

@@ -219,6 +219,21 @@ TEST(LoadConfigTest, ErrorsNameTheLoadedFile) {
             file.string() + ":2:14: smtp_in.max_errors: must be between 1 and 1000, got 0");
 }
 
+TEST(LoadConfigTest, SnapshotHoldsTheLoadedConfigOrTheSameErrors) {
+  TempDir dir;
+  auto good = dir.Write("good.toml", "[smtp_in]\nmax_errors = 4\n");
+  auto snapshot = LoadSnapshot(good);
+  ASSERT_TRUE(snapshot.has_value()) << Dump(snapshot.error());
+  ASSERT_NE(*snapshot, nullptr);
+  EXPECT_EQ((*snapshot)->smtp_in.max_errors, 4u);
+  EXPECT_EQ((*snapshot)->source, good);
+  auto bad = dir.Write("bad.toml", "[smtp_in]\nmax_errors = 0\n");
+  auto failed = LoadSnapshot(bad);
+  ASSERT_FALSE(failed.has_value());
+  ASSERT_EQ(failed.error().size(), 1u);
+  EXPECT_EQ(failed.error()[0].key, "smtp_in.max_errors");
+}
+
 TEST(ConfigErrorTest, ToStringFormats) {
   EXPECT_EQ((ConfigError{"a.toml", 3, 7, "smtp_in.tls", "boom"}).ToString(),
             "a.toml:3:7: smtp_in.tls: boom");
