@@ -3,6 +3,7 @@
 #include <toml++/toml.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -52,7 +53,13 @@ void KeysOf(const std::string& path, std::vector<std::string>& out) {
 
 // ---- the root: one entry per section
 
-constexpr std::array<Field<Config>, 11> kSections{{
+// Only the path here: the file is read once the operator's file is
+// (ParseConfig), since its tables merge into what that file defines.
+void ReadProvidersPath(Reader& r, const Node& n, const Path& p, Config& c) {
+  if (auto path = ReadPath(r, n, p)) c.providers = *path;
+}
+
+constexpr std::array<Field<Config>, 17> kSections{{
     Section<&Config::server, ServerFields>("server"),
     Section<&Config::spool, SpoolFields>("spool"),
     Section<&Config::smtp_in, SmtpInFields>("smtp_in"),
@@ -64,7 +71,78 @@ constexpr std::array<Field<Config>, 11> kSections{{
     Section<&Config::dns, DnsFields>("dns"),
     Custom<KeysOf<RouteFields>>("route", ReadRoutes),
     Custom<KeysOf<SiteFields>>("site", ReadSites),
+    {"providers", ReadProvidersPath},
+    Custom<SourceKeys>("source", ReadSources),
+    Custom<PoolKeys>("pool", ReadPools),
+    Custom<TenantKeys>("tenant", ReadTenants),
+    Custom<ReplyRuleKeys>("reply_rule", ReadReplyRules),
+    Custom<WarmupKeys>("warmup", ReadWarmups),
 }};
+
+// The provider file may hold only what describes receivers, never what
+// describes this installation (sources, pools, listeners).
+constexpr std::array<Field<Config>, 3> kProviderSections{{
+    Custom<KeysOf<SiteFields>>("site", ReadSites),
+    Custom<ReplyRuleKeys>("reply_rule", ReadReplyRules),
+    Custom<WarmupKeys>("warmup", ReadWarmups),
+}};
+
+// The whole file as text, or why it cannot be read. An ifstream opens a
+// directory and reads nothing: that would load as an empty file, i.e. all
+// defaults, which is exactly the silent failure to avoid.
+tl::expected<std::string, std::string> ReadFileText(const std::filesystem::path& path) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) return tl::unexpected(std::string("is a directory"));
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return tl::unexpected(std::string(std::strerror(errno)));
+  std::ostringstream contents;
+  contents << in.rdbuf();
+  if (in.bad()) return tl::unexpected(std::string("I/O error"));
+  return contents.str();
+}
+
+// Reads the provider file named by `providers` (already resolved) into
+// `provider_root` and merges its tables into `c`. Returns false when there
+// is no provider file to use (none named, or it could not be read or
+// parsed: then that is reported).
+bool LoadProviders(Reader& r, const toml::table& root, Config& c, toml::table& provider_root) {
+  const Node* key = root.get("providers");
+  if (key == nullptr || c.providers.empty()) return false;
+  const std::string file = c.providers.string();
+  auto text = ReadFileText(c.providers);
+  if (!text) {
+    r.Report(*key, "providers", "cannot read \"" + file + "\": " + text.error());
+    return false;
+  }
+  try {
+    provider_root = toml::parse(*text, file);
+  } catch (const toml::parse_error& error) {
+    const auto& begin = error.source().begin;
+    r.ReportAt(ConfigError{file, begin.line, begin.column, "",
+                           "syntax error: " + std::string(error.description())});
+    return false;
+  }
+  Config provided;
+  r.ReadTable(provider_root, "", kProviderSections, provided);
+  if (const toml::array* sites = provider_root.get_as<toml::array>("site")) {
+    for (size_t i = 0; i < sites->size(); ++i) {
+      const toml::table* table = sites->get(i)->as_table();
+      if (table == nullptr || !table->contains("source")) continue;
+      r.Report(*table->get("source"), "site[" + std::to_string(i) + "].source",
+               "per-source overrides belong in the operator's file: a provider file does not "
+               "know this installation's sources");
+    }
+  }
+  MergeProviderSites(r, root, std::move(provided.sites), file, c);
+  // The operator's rules come first: the first matching rule decides.
+  for (ReplyRule& rule : provided.reply_rules) c.reply_rules.push_back(std::move(rule));
+  for (WarmupConfig& warmup : provided.warmups) {
+    bool replaced = std::any_of(c.warmups.begin(), c.warmups.end(),
+                                [&](const WarmupConfig& own) { return own.name == warmup.name; });
+    if (!replaced) c.warmups.push_back(std::move(warmup));
+  }
+  return true;
+}
 
 // `upper` (e.g. retry.max) must not be shorter than `lower` (retry.initial).
 // The error goes where the operator has to act: at `upper` if the file sets
@@ -85,15 +163,17 @@ void CheckDurationOrder(Reader& r, const toml::table& root, const std::string& l
 }
 
 // Checks that span sections: references by name, and combinations.
-void ResolveReferences(Reader& r, const toml::table& root, Config& c) {
+void ResolveReferences(Reader& r, const toml::table& root, const toml::table* provider_root,
+                       Config& c) {
   CheckDurationOrder(r, root, "delivery.host_down_initial", c.delivery.host_down_initial,
                      "delivery.host_down_max", c.delivery.host_down_max);
   CheckDurationOrder(r, root, "retry.initial", c.retry.initial, "retry.max", c.retry.max);
   CheckDurationOrder(r, root, "retry.initial", c.retry.initial, "retry.max_age", c.retry.max_age);
-  ResolveSites(r, root, c);
+  ResolveSites(r, root, provider_root, c);
   // The EHLO name of outgoing sessions is the server's name unless set:
   // filled in here so that delivery code never has to know the fallback.
   if (c.delivery.helo_name.empty()) c.delivery.helo_name = c.server.hostname;
+  ResolveShaping(r, root, c);
 
   const Node* tls_ref = root.at_path("smtp_in.tls").node();
   if (tls_ref != nullptr && c.smtp_in.tls.has_value()) {
@@ -147,32 +227,26 @@ tl::expected<Config, ConfigErrors> ParseConfig(std::string_view text,
   config.source = file_name;
   config.server.hostname = SystemHostName();
   reader.ReadTable(root, "", kSections, config);
-  ResolveReferences(reader, root, config);
+  // `providers` is relative to the directory of the file that names it, so
+  // that a configuration and its provider file move together.
+  if (!config.providers.empty() && config.providers.is_relative()) {
+    config.providers = std::filesystem::path(file_name).parent_path() / config.providers;
+  }
+  toml::table provider_root;
+  bool has_providers = LoadProviders(reader, root, config, provider_root);
+  if (!has_providers && !root.contains("providers")) config.providers.clear();
+  ResolveReferences(reader, root, has_providers ? &provider_root : nullptr, config);
   if (reader.HasErrors()) return tl::unexpected(reader.TakeErrors());
   return config;
 }
 
 tl::expected<Config, ConfigErrors> LoadConfig(const std::filesystem::path& path) {
-  // An ifstream opens a directory and reads nothing: that would load as an
-  // empty file, i.e. all defaults, which is exactly the silent failure to avoid.
-  std::error_code ec;
-  if (std::filesystem::is_directory(path, ec)) {
+  auto text = ReadFileText(path);
+  if (!text) {
     return tl::unexpected(
-        ConfigErrors{ConfigError{path.string(), 0, 0, "", "cannot read: is a directory"}});
+        ConfigErrors{ConfigError{path.string(), 0, 0, "", "cannot read: " + text.error()}});
   }
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    int err = errno;
-    return tl::unexpected(ConfigErrors{
-        ConfigError{path.string(), 0, 0, "", std::string("cannot read: ") + std::strerror(err)}});
-  }
-  std::ostringstream contents;
-  contents << in.rdbuf();
-  if (in.bad()) {
-    return tl::unexpected(
-        ConfigErrors{ConfigError{path.string(), 0, 0, "", "cannot read: I/O error"}});
-  }
-  auto config = ParseConfig(contents.str(), path.string());
+  auto config = ParseConfig(*text, path.string());
   if (config) config->source = path;
   return config;
 }

@@ -142,4 +142,21 @@ std::optional<std::filesystem::path> ReadPath(Reader& r, const Node& n, const Pa
   return std::filesystem::path(*text);
 }
 
+bool IsDuplicate(Reader& r, std::vector<std::pair<std::string, std::string>>& seen,
+                 const std::string& name, const toml::table& table, const std::string& path,
+                 std::string_view kind, std::string_view key) {
+  if (name.empty()) return false;
+  for (const auto& [earlier, first_path] : seen) {
+    if (earlier != name) continue;
+    const toml::node* at = table.get(key);
+    r.Report(at != nullptr ? *at : static_cast<const toml::node&>(table),
+             path + "." + std::string(key),
+             "duplicate " + std::string(kind) + " \"" + name + "\" (first defined at " +
+                 first_path + ")");
+    return true;
+  }
+  seen.emplace_back(name, path);
+  return false;
+}
+
 }  // namespace hikyaku::config::detail

@@ -94,10 +94,15 @@ class Reader {
  public:
   explicit Reader(std::string file) : file_(std::move(file)) {}
 
+  // The error names the file the node was parsed from (the main file or
+  // the provider file), falling back to the Reader's file.
   void Report(const toml::source_region& where, std::string key, std::string message) {
-    errors_.push_back(ConfigError{file_, where.begin.line, where.begin.column, std::move(key),
-                                  std::move(message)});
+    std::string file = where.path != nullptr && !where.path->empty() ? *where.path : file_;
+    errors_.push_back(ConfigError{std::move(file), where.begin.line, where.begin.column,
+                                  std::move(key), std::move(message)});
   }
+  // An error with a position but no node (a syntax error in another file).
+  void ReportAt(ConfigError error) { errors_.push_back(std::move(error)); }
   void Report(const toml::node& node, std::string key, std::string message) {
     Report(node.source(), std::move(key), std::move(message));
   }
@@ -273,12 +278,94 @@ class Reader {
     return array;
   }
 
+  // The errors of the main file first, then those of other files (the
+  // provider file), each group by line and column.
   ConfigErrors TakeErrors() {
     std::stable_sort(errors_.begin(), errors_.end(),
-                     [](const ConfigError& a, const ConfigError& b) {
-                       return std::tie(a.line, a.column) < std::tie(b.line, b.column);
+                     [this](const ConfigError& a, const ConfigError& b) {
+                       return std::make_tuple(a.file != file_, a.file, a.line, a.column) <
+                              std::make_tuple(b.file != file_, b.file, b.line, b.column);
                      });
     return std::move(errors_);
+  }
+  size_t ErrorCount() const { return errors_.size(); }
+
+  // A name of a [[site]], [[source]], [[pool]], [[tenant]] or [[warmup]]
+  // (`kind`), in the alphabet of IsSiteName.
+  std::optional<std::string> Name(const toml::node& node, const std::string& path,
+                                  std::string_view kind) {
+    auto text = String(node, path);
+    if (!text) return std::nullopt;
+    if (!IsSiteName(*text)) {
+      Report(node, path,
+             "\"" + *text + "\" is not a " + std::string(kind) +
+                 " name: use lower-case letters, digits, '_' and '-'");
+      return std::nullopt;
+    }
+    return text;
+  }
+
+  std::optional<Rate> RateValue(const toml::node& node, const std::string& path) {
+    const auto* text = node.as_string();
+    if (text == nullptr) {
+      ReportType(node, path, "a rate such as \"300/min\"");
+      return std::nullopt;
+    }
+    auto rate = ParseRate(text->get());
+    if (!rate) {
+      Report(node, path, rate.error().message());
+      return std::nullopt;
+    }
+    return *rate;
+  }
+
+  // A reference by name to a table of `kind` ("site", "source", "pool",
+  // "tenant", "warmup") that may be defined later in the file or in the
+  // provider file; checked by ResolveNames once everything is read.
+  struct Reference {
+    std::string kind;
+    std::string name;
+    const toml::node* node;
+    std::string key;
+  };
+  void Refer(std::string kind, std::string name, const toml::node& node, std::string key) {
+    references_.push_back(Reference{std::move(kind), std::move(name), &node, std::move(key)});
+  }
+  const std::vector<Reference>& references() const { return references_; }
+
+  // Reads an array of tables (`[[name]]`, or an array of inline tables):
+  // each element through `fields`, reporting the `required` keys missing.
+  // Returns each element read with its table, for the checks across
+  // elements (duplicates) that the caller makes.
+  template <typename T>
+  struct TableRead {
+    T value;
+    const toml::table* table;
+    std::string path;  // "source[2]"
+  };
+  template <typename T, typename FieldRange>
+  std::vector<TableRead<T>> ReadTables(
+      const toml::node& node, const std::string& path, const FieldRange& fields,
+      std::string_view display, std::initializer_list<std::string_view> required) {
+    std::vector<TableRead<T>> out;
+    const toml::array* array = node.as_array();
+    if (array == nullptr) {
+      ReportType(node, path, "an array of tables (" + std::string(display) + ")");
+      return out;
+    }
+    for (size_t i = 0; i < array->size(); ++i) {
+      const toml::node& element = *array->get(i);
+      std::string element_path = path + "[" + std::to_string(i) + "]";
+      if (!element.is_table()) {
+        ReportType(element, element_path, "a table (" + std::string(display) + ")");
+        continue;
+      }
+      T value;
+      ReadTable(element, element_path, fields, value);
+      RequireKeys(*element.as_table(), element_path, required);
+      out.push_back(TableRead<T>{std::move(value), element.as_table(), std::move(element_path)});
+    }
+    return out;
   }
   bool HasErrors() const { return !errors_.empty(); }
   // True if a problem was already reported for exactly `key`; cross-key
@@ -314,12 +401,25 @@ class Reader {
 
   std::string file_;
   ConfigErrors errors_;
+  std::vector<Reference> references_;
 };
 
 using Node = toml::node;
 using Path = std::string;
 
 std::optional<std::filesystem::path> ReadPath(Reader& r, const Node& n, const Path& p);
+
+// If an earlier entry of `seen` (name, path pairs) has `name`, reports
+// "duplicate KIND "NAME" (first defined at PATH)" at the table's name key and
+// returns true; else records the name and returns false.
+bool IsDuplicate(Reader& r, std::vector<std::pair<std::string, std::string>>& seen,
+                 const std::string& name, const toml::table& table, const std::string& path,
+                 std::string_view kind, std::string_view key = "name");
+
+template <auto kMember, typename T>
+void ReadRate(Reader& r, const Node& n, const Path& p, T& c) {
+  if (auto rate = r.RateValue(n, p)) c.*kMember = *rate;
+}
 
 // ---- readers shared by the section tables, parameterised by the member they
 // fill (ranges as template arguments keep each table entry one line)

@@ -35,7 +35,20 @@ void ReadPhaseTimeout(Reader& r, const Node& n, const Path& p, DeliveryConfig& c
 
 // ---- [delivery]
 
-constexpr std::array<Field<DeliveryConfig>, 19> kDeliveryFields{{
+// 0 means "not limited" for the per-source defaults of [delivery]: the
+// same as leaving the key out, which a [[site]] cannot say otherwise.
+template <auto kMember, int64_t kMax>
+void ReadOptionalLimit(Reader& r, const Node& n, const Path& p, DeliveryConfig& c) {
+  auto v = r.Integer(n, p, 0, kMax);
+  if (!v) return;
+  if (*v == 0) {
+    c.*kMember = std::nullopt;
+  } else {
+    c.*kMember = static_cast<uint32_t>(*v);
+  }
+}
+
+constexpr std::array<Field<DeliveryConfig>, 24> kDeliveryFields{{
     {"max_connections_per_site", ReadCount<&DeliveryConfig::max_connections_per_site, 1, 10'000>},
     {"retry_share",
      [](Reader& r, const Node& n, const Path& p, DeliveryConfig& c) {
@@ -112,6 +125,18 @@ constexpr std::array<Field<DeliveryConfig>, 19> kDeliveryFields{{
     {"host_down_initial", ReadDuration<&DeliveryConfig::host_down_initial, kSecond, kDay>},
     // The lower bound host_down_initial is checked in CheckDurationOrder.
     {"host_down_max", ReadDuration<&DeliveryConfig::host_down_max, kSecond, 7 * kDay>},
+    // Only the name here: [[pool]] tables may come later in the file, and
+    // the implicit pool exists only once everything is read (ResolveShaping).
+    {"pool",
+     [](Reader& r, const Node& n, const Path& p, DeliveryConfig& c) {
+       if (auto name = r.Name(n, p, "pool")) c.pool = *name;
+     }},
+    {"max_connections_per_source",
+     ReadOptionalLimit<&DeliveryConfig::max_connections_per_source, 10'000>},
+    {"max_recipients_per_message",
+     ReadOptionalLimit<&DeliveryConfig::max_recipients_per_message, 100'000>},
+    {"max_message_rate_per_source", ReadRate<&DeliveryConfig::max_message_rate_per_source>},
+    {"max_connection_rate_per_source", ReadRate<&DeliveryConfig::max_connection_rate_per_source>},
 }};
 
 // ---- [retry]

@@ -43,8 +43,31 @@ Fields<DnsConfig> DnsFields();
 // need the whole file (route.site references, sites no mail could join).
 void ReadSites(Reader& r, const Node& n, const Path& p, Config& c);
 void ReadRoutes(Reader& r, const Node& n, const Path& p, Config& c);
-void ResolveSites(Reader& r, const toml::table& root, Config& c);
+// `provider_root` is the provider file's root, or null without one.
+void ResolveSites(Reader& r, const toml::table& root, const toml::table* provider_root,
+                  Config& c);
+// Merges the provider file's sites into c.sites (the operator's): a
+// same-named operator site overrides the provider's key by key; operator
+// sites keep their order, provider-only sites follow in theirs.
+void MergeProviderSites(Reader& r, const toml::table& root, std::vector<SiteConfig> provided,
+                        const std::string& provider_file, Config& c);
 Fields<SiteConfig> SiteFields();
 Fields<RouteConfig> RouteFields();
+
+// shaping.cc: [[source]], [[pool]], [[tenant]], [[reply_rule]], [[warmup]]
+void ReadSources(Reader& r, const Node& n, const Path& p, Config& c);
+void ReadPools(Reader& r, const Node& n, const Path& p, Config& c);
+void ReadTenants(Reader& r, const Node& n, const Path& p, Config& c);
+void ReadReplyRules(Reader& r, const Node& n, const Path& p, Config& c);
+void ReadWarmups(Reader& r, const Node& n, const Path& p, Config& c);
+void SourceKeys(const std::string& path, std::vector<std::string>& out);
+void PoolKeys(const std::string& path, std::vector<std::string>& out);
+void TenantKeys(const std::string& path, std::vector<std::string>& out);
+void ReplyRuleKeys(const std::string& path, std::vector<std::string>& out);
+void WarmupKeys(const std::string& path, std::vector<std::string>& out);
+// After every file is read and merged: the implicit source and pool,
+// delivery.pool and the defaults that name it, then every reference made
+// with Reader::Refer.
+void ResolveShaping(Reader& r, const toml::table& root, Config& c);
 
 }  // namespace hikyaku::config::detail

@@ -82,7 +82,40 @@ tl::expected<RouteTarget, std::string> ParseRouteTarget(std::string_view text) {
 // ---- [[site]]
 
 // Site names appear in metrics labels, logs and event records, hence the
-constexpr std::array<Field<SiteConfig>, 4> kSiteFields{{
+// ---- [[site.source]]
+
+constexpr std::array<Field<SiteSourceLimits>, 6> kSiteSourceFields{{
+    {"source",
+     [](Reader& r, const Node& n, const Path& p, SiteSourceLimits& c) {
+       if (auto name = r.Name(n, p, "source")) {
+         c.source = *name;
+         r.Refer("source", *name, n, p);
+       }
+     }},
+    {"max_connections_per_source",
+     ReadCount<&SiteSourceLimits::max_connections_per_source, 1, 10'000>},
+    {"max_messages_per_connection",
+     ReadCount<&SiteSourceLimits::max_messages_per_connection, 1, 100'000>},
+    {"max_recipients_per_message",
+     ReadCount<&SiteSourceLimits::max_recipients_per_message, 1, 100'000>},
+    {"max_message_rate_per_source", ReadRate<&SiteSourceLimits::max_message_rate_per_source>},
+    {"max_connection_rate_per_source",
+     ReadRate<&SiteSourceLimits::max_connection_rate_per_source>},
+}};
+
+void ReadSiteSources(Reader& r, const Node& n, const Path& p, SiteConfig& c) {
+  std::vector<std::pair<std::string, std::string>> seen;
+  for (auto& read : r.ReadTables<SiteSourceLimits>(n, p, kSiteSourceFields, "[[site.source]]",
+                                                   {"source"})) {
+    if (IsDuplicate(r, seen, read.value.source, *read.table, read.path, "override for source",
+                    "source")) {
+      continue;
+    }
+    c.sources.push_back(std::move(read.value));
+  }
+}
+
+constexpr std::array<Field<SiteConfig>, 9> kSiteFields{{
     {"name",
      [](Reader& r, const Node& n, const Path& p, SiteConfig& c) {
        auto text = r.String(n, p);
@@ -125,6 +158,15 @@ constexpr std::array<Field<SiteConfig>, 4> kSiteFields{{
     {"max_connections", ReadCount<&SiteConfig::max_connections, 1, 10'000>},
     {"max_messages_per_connection",
      ReadCount<&SiteConfig::max_messages_per_connection, 1, 100'000>},
+    {"max_connections_per_source", ReadCount<&SiteConfig::max_connections_per_source, 1, 10'000>},
+    {"max_recipients_per_message",
+     ReadCount<&SiteConfig::max_recipients_per_message, 1, 100'000>},
+    {"max_message_rate_per_source", ReadRate<&SiteConfig::max_message_rate_per_source>},
+    {"max_connection_rate_per_source", ReadRate<&SiteConfig::max_connection_rate_per_source>},
+    {"source", ReadSiteSources,
+     [](const std::string& path, std::vector<std::string>& out) {
+       AppendKeys(kSiteSourceFields, path, out);
+     }},
 }};
 
 // ---- [[route]]
@@ -244,21 +286,25 @@ void ReadRoutes(Reader& r, const Node& n, const Path& p, Config& c) {
   }
 }
 
-void ResolveSites(Reader& r, const toml::table& root, Config& c) {
-  auto defined = [&c](const std::string& name) {
-    return std::any_of(c.sites.begin(), c.sites.end(),
-                       [&](const SiteConfig& s) { return s.name == name; });
+void ResolveSites(Reader& r, const toml::table& root, const toml::table* provider_root,
+                  Config& c) {
+  auto find = [&c](const std::string& name) -> const SiteConfig* {
+    auto it = std::find_if(c.sites.begin(), c.sites.end(),
+                           [&](const SiteConfig& s) { return s.name == name; });
+    return it == c.sites.end() ? nullptr : &*it;
   };
+  std::vector<const toml::array*> site_arrays = {root.get_as<toml::array>("site")};
+  if (provider_root != nullptr) site_arrays.push_back(provider_root->get_as<toml::array>("site"));
   // Names of [[site]] tables whose definition was itself in error: a route
   // naming one of those has no second problem worth reporting.
   std::vector<std::string> broken;
-  const toml::array* sites = root.get_as<toml::array>("site");
-  if (sites != nullptr) {
+  for (const toml::array* sites : site_arrays) {
+    if (sites == nullptr) continue;
     for (const toml::node& element : *sites) {
       const toml::table* table = element.as_table();
       if (table == nullptr) continue;
       if (const auto* name = table->get_as<std::string>("name"); name != nullptr) {
-        if (!defined(name->get())) broken.push_back(name->get());
+        if (find(name->get()) == nullptr) broken.push_back(name->get());
       }
     }
   }
@@ -269,7 +315,7 @@ void ResolveSites(Reader& r, const toml::table& root, Config& c) {
       const toml::table* table = routes->get(i)->as_table();
       if (table == nullptr) continue;
       const auto* site = table->get_as<std::string>("site");
-      if (site == nullptr || site->get().empty() || defined(site->get())) continue;
+      if (site == nullptr || site->get().empty() || find(site->get()) != nullptr) continue;
       unresolved = true;
       if (std::find(broken.begin(), broken.end(), site->get()) != broken.end()) continue;
       std::string names;
@@ -283,13 +329,19 @@ void ResolveSites(Reader& r, const toml::table& root, Config& c) {
   // A site joins mail through its MX patterns or through routes naming it;
   // with neither, its limits could never apply, which is surely a mistake.
   // While some route names a site that is not defined, that route was
-  // probably meant for this site: the error above says enough.
-  if (sites != nullptr && !unresolved) {
+  // probably meant for this site: the error above says enough. A site of
+  // the operator's file may leave mx_patterns to the provider file's site
+  // of the same name.
+  if (unresolved) return;
+  for (const toml::array* sites : site_arrays) {
+    if (sites == nullptr) continue;
     for (size_t i = 0; i < sites->size(); ++i) {
       const toml::table* table = sites->get(i)->as_table();
       if (table == nullptr || table->contains("mx_patterns")) continue;
       const auto* name = table->get_as<std::string>("name");
-      if (name == nullptr || !defined(name->get())) continue;
+      if (name == nullptr) continue;
+      const SiteConfig* site = find(name->get());
+      if (site == nullptr || !site->mx_patterns.empty()) continue;
       bool routed = std::any_of(c.routes.begin(), c.routes.end(), [&](const RouteConfig& route) {
         return route.site == name->get();
       });
@@ -302,6 +354,77 @@ void ResolveSites(Reader& r, const toml::table& root, Config& c) {
   }
 }
 
+void MergeProviderSites(Reader& r, const toml::table& root, std::vector<SiteConfig> provided,
+                        const std::string& provider_file, Config& c) {
+  // Key by key: what the operator sets wins, the rest comes from the provider.
+  auto overlay = [](SiteConfig& base, const SiteConfig& own) {
+    if (!own.mx_patterns.empty()) base.mx_patterns = own.mx_patterns;
+    auto take = [](auto& to, const auto& from) {
+      if (from) to = from;
+    };
+    take(base.max_connections, own.max_connections);
+    take(base.max_messages_per_connection, own.max_messages_per_connection);
+    take(base.max_connections_per_source, own.max_connections_per_source);
+    take(base.max_recipients_per_message, own.max_recipients_per_message);
+    take(base.max_message_rate_per_source, own.max_message_rate_per_source);
+    take(base.max_connection_rate_per_source, own.max_connection_rate_per_source);
+    if (!own.sources.empty()) base.sources = own.sources;
+  };
+  std::vector<SiteConfig> merged;
+  std::vector<bool> used(provided.size(), false);
+  // Patterns still owned by a provider site after the merge, by site name.
+  for (const SiteConfig& own : c.sites) {
+    auto same = std::find_if(provided.begin(), provided.end(), [&](const SiteConfig& s) {
+      return !own.name.empty() && s.name == own.name;
+    });
+    if (same == provided.end()) {
+      merged.push_back(own);
+      continue;
+    }
+    used[static_cast<size_t>(same - provided.begin())] = true;
+    SiteConfig site = *same;
+    overlay(site, own);
+    merged.push_back(std::move(site));
+  }
+  for (size_t i = 0; i < provided.size(); ++i) {
+    if (!used[i]) merged.push_back(std::move(provided[i]));
+  }
+  // One MX host must lead to one site: an operator pattern that a provider
+  // site (of another name, keeping its own patterns) already has is an error
+  // at the operator's pattern; naming the site as the provider does merges.
+  const toml::array* sites = root.get_as<toml::array>("site");
+  if (sites != nullptr) {
+    for (size_t i = 0; i < sites->size(); ++i) {
+      const toml::table* table = sites->get(i)->as_table();
+      if (table == nullptr) continue;
+      const auto* name = table->get_as<std::string>("name");
+      const toml::array* patterns = table->get_as<toml::array>("mx_patterns");
+      if (name == nullptr || patterns == nullptr) continue;
+      for (size_t k = 0; k < patterns->size(); ++k) {
+        const auto* text = patterns->get(k)->as_string();
+        if (text == nullptr) continue;
+        std::string pattern = Lowercase(text->get());
+        for (const SiteConfig& other : merged) {
+          if (other.name == name->get()) continue;
+          bool from_provider =
+              std::none_of(c.sites.begin(), c.sites.end(), [&](const SiteConfig& own) {
+                return own.name == other.name && !own.mx_patterns.empty();
+              });
+          if (from_provider && std::find(other.mx_patterns.begin(), other.mx_patterns.end(),
+                                         pattern) != other.mx_patterns.end()) {
+            r.Report(*patterns->get(k),
+                     "site[" + std::to_string(i) + "].mx_patterns[" + std::to_string(k) + "]",
+                     "pattern \"" + pattern + "\" already belongs to site \"" + other.name +
+                         "\" of " + provider_file + "; name this site \"" + other.name +
+                         "\" to override it");
+            break;
+          }
+        }
+      }
+    }
+  }
+  c.sites = std::move(merged);
+}
 
 Fields<SiteConfig> SiteFields() { return kSiteFields; }
 Fields<RouteConfig> RouteFields() { return kRouteFields; }

@@ -79,7 +79,7 @@ constexpr std::array<Field<TlsProfile>, 2> kTlsProfileFields{{
 
 // ---- [[smtp_in.users]]
 
-constexpr std::array<Field<SmtpUser>, 2> kSmtpUserFields{{
+constexpr std::array<Field<SmtpUser>, 3> kSmtpUserFields{{
     {"name",
      [](Reader& r, const Node& n, const Path& p, SmtpUser& c) {
        if (auto text = r.String(n, p)) c.name = *text;
@@ -96,6 +96,13 @@ constexpr std::array<Field<SmtpUser>, 2> kSmtpUserFields{{
          return;
        }
        c.password_hash = *text;
+     }},
+    {"tenant",
+     [](Reader& r, const Node& n, const Path& p, SmtpUser& c) {
+       if (auto name = r.Name(n, p, "tenant")) {
+         c.tenant = *name;
+         r.Refer("tenant", *name, n, p);
+       }
      }},
 }};
 
