@@ -9,7 +9,9 @@
 #pragma once
 
 #include <cstdint>
+#include <chrono>
 #include <filesystem>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -54,6 +56,7 @@ struct TlsProfile {
 struct SmtpUser {
   std::string name;
   std::string password_hash;  // "$pbkdf2-sha256$<iterations>$<salt b64>$<hash b64>" (auth/password.h)
+  std::string tenant;         // the [[tenant]] its mail belongs to; empty: none (checked to exist)
 };
 
 struct SmtpInConfig {
@@ -82,6 +85,16 @@ struct EventsConfig {
 };
 
 // --- Delivery (issue 3) ----------------------------------------------------
+
+// A rate limit such as "300/min": at most `count` events per `per`.
+// Parsed from "COUNT/UNIT" with UNIT s|sec, min|minute, h|hour, d|day;
+// count >= 1 (a missing key means "not limited").
+struct Rate {
+  uint64_t count = 0;
+  Duration per{};
+  double PerSecond() const;  // count / per in seconds; 0 when per is zero
+  bool operator==(const Rate&) const = default;
+};
 
 enum class StartTlsPolicy {
   kOpportunistic,  // use STARTTLS when offered; on handshake failure retry that host in clear
@@ -113,6 +126,15 @@ struct DeliveryConfig {
   // probe up to host_down_max.
   Duration host_down_initial = std::chrono::seconds(60);
   Duration host_down_max = std::chrono::minutes(30);
+  // The [[pool]] mail uses when its tenant names none. Always set after
+  // loading: "default" (the implicit pool) unless the file names another.
+  std::string pool;
+  // Defaults for every (source, site) pair; a [[site]] or [[site.source]]
+  // overrides them. nullopt: not limited (the file may say 0 for that).
+  std::optional<uint32_t> max_connections_per_source;
+  std::optional<uint32_t> max_recipients_per_message;
+  std::optional<Rate> max_message_rate_per_source;
+  std::optional<Rate> max_connection_rate_per_source;
 };
 
 struct RetryConfig {
@@ -144,11 +166,99 @@ struct RouteConfig {
 // A named site (rollup): every destination whose MX host name matches one of
 // `mx_patterns` ("*.mail.example.jp", exact names too) shares one queue and
 // one set of limits.
+// [[site.source]]: limits of one source at one site, overriding the site's.
+struct SiteSourceLimits {
+  std::string source;  // a [[source]] name (checked to exist)
+  std::optional<uint32_t> max_connections_per_source;
+  std::optional<uint32_t> max_messages_per_connection;
+  std::optional<uint32_t> max_recipients_per_message;
+  std::optional<Rate> max_message_rate_per_source;
+  std::optional<Rate> max_connection_rate_per_source;
+};
+
 struct SiteConfig {
   std::string name;
   std::vector<std::string> mx_patterns;
   std::optional<uint32_t> max_connections;  // overrides delivery.max_connections_per_site
   std::optional<uint32_t> max_messages_per_connection;
+  // Per (source, site) limits; unset ones fall back to [delivery]'s.
+  std::optional<uint32_t> max_connections_per_source;
+  std::optional<uint32_t> max_recipients_per_message;
+  std::optional<Rate> max_message_rate_per_source;
+  std::optional<Rate> max_connection_rate_per_source;
+  std::vector<SiteSourceLimits> sources;  // [[site.source]], in file order, one per source
+};
+
+// --- Traffic shaping (issue 11) --------------------------------------------
+
+// [[source]]: one local address outgoing connections are bound to.
+struct SourceConfig {
+  std::string name;
+  // nullopt only for the implicit source "default" without
+  // delivery.source_address: the OS picks the address.
+  std::optional<IpAddress> address;
+  std::string helo_name;  // always set: the file's value or delivery.helo_name
+  std::string warmup;     // a [[warmup]] name; empty: the source is warm
+  std::optional<std::chrono::year_month_day> warmup_start;  // set exactly when warmup is
+};
+
+struct PoolMember {
+  std::string source;  // a SourceConfig name
+  uint32_t weight = 1;  // share in the smooth weighted round robin, >= 1
+};
+
+// [[pool]]: the sources a tenant's mail may leave from.
+struct PoolConfig {
+  std::string name;
+  std::vector<PoolMember> sources;  // never empty, each source once
+};
+
+// [[tenant]]: whose mail it is, for the pool and for fairness.
+struct TenantConfig {
+  std::string name;
+  std::string pool;     // always set: the file's value or delivery.pool
+  uint32_t weight = 1;  // share within a site lane against other tenants
+};
+
+enum class ReplyAction {
+  kThrottle,  // lower that (source, site)'s rate and connections, retry later
+  kPause,     // stop sending from that source to that site for `duration`
+  kBounce,    // fail the recipient permanently
+  kDefer,     // retry later, no change to the limits
+  kIgnore,    // no signal: handle the reply as if no rule matched
+};
+
+// [[reply_rule]]: what a receiver's reply means. Rules are tried in order
+// (the operator's first, then the provider file's); the first whose every
+// given condition holds decides.
+struct ReplyRule {
+  std::optional<uint16_t> code;  // 400..599, exact match
+  std::string enhanced;          // "4.7.28" exact, or a prefix ending in '.' ("4.7.")
+  std::string match;             // ECMAScript regex on the reply text, case-insensitive (compiles)
+  std::string site;              // only replies from this site; empty: any
+  ReplyAction action = ReplyAction::kDefer;
+  std::optional<Duration> duration;  // pause/throttle only; nullopt: the shaper's own choice
+  std::string origin;                // "FILE:LINE" of the rule, for events and logs
+};
+
+// One step of a warm-up schedule: from `day` (1 = the warmup_start date)
+// until the day before the next step, at most these many messages.
+struct WarmupDay {
+  uint32_t day = 1;
+  std::optional<uint64_t> per_day;   // at least one of the two is set
+  std::optional<uint64_t> per_hour;
+};
+
+struct WarmupSite {
+  std::string site;  // a [[site]] name
+  std::vector<WarmupDay> days;
+};
+
+// [[warmup]]: a schedule; after its last day the source is warm (no cap).
+struct WarmupConfig {
+  std::string name;
+  std::vector<WarmupDay> days;    // day 1 first, days strictly increasing
+  std::vector<WarmupSite> sites;  // [[warmup.site]]: per-site schedules replacing `days` there
 };
 
 struct Config {
@@ -164,6 +274,18 @@ struct Config {
   std::vector<RouteConfig> routes;  // [[route]], in file order
   std::vector<SiteConfig> sites;    // [[site]], in file order
   std::vector<TlsProfile> tls;  // every [tls.NAME] table, sorted by name, used or not
+  // The provider file named by `providers`, resolved against the directory
+  // of `source`; empty when none is used. Its [[site]], [[reply_rule]] and
+  // [[warmup]] tables are merged into the vectors here (see docs).
+  std::filesystem::path providers;
+  // Never empty after loading: without [[source]] there is one source
+  // "default" (delivery.source_address or the OS's choice); without
+  // [[pool]] one pool "default" holds every source with weight 1.
+  std::vector<SourceConfig> sources;
+  std::vector<PoolConfig> pools;
+  std::vector<TenantConfig> tenants;    // [[tenant]], in file order
+  std::vector<ReplyRule> reply_rules;   // operator's rules first, then the provider file's
+  std::vector<WarmupConfig> warmups;    // [[warmup]], operator's replacing same-named provider ones
 };
 
 // One problem in a configuration file. ToString() gives the operator-facing
@@ -187,7 +309,13 @@ using ConfigErrors = std::vector<ConfigError>;
 // events.path, tls.*) are kept as written: they resolve against the working
 // directory of the process, as documented in docs/configuration.md.
 tl::expected<Config, ConfigErrors> LoadConfig(const std::filesystem::path& path);
-// Same, from text already in memory; `file_name` is used in error messages.
+// An immutable, shareable configuration: what a long-lived component holds
+// instead of a `const Config&`, so that a reload (SIGHUP) can publish a new
+// snapshot while connections still finish with the old one.
+using ConfigSnapshot = std::shared_ptr<const Config>;
+// LoadConfig, wrapped in a snapshot; the same errors on failure.
+tl::expected<ConfigSnapshot, ConfigErrors> LoadSnapshot(const std::filesystem::path& path);
+// Same as LoadConfig, from text already in memory; `file_name` is used in error messages.
 tl::expected<Config, ConfigErrors> ParseConfig(std::string_view text, const std::string& file_name);
 
 // Every dotted key name the parser accepts, e.g. "smtp_in.max_message_size",

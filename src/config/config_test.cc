@@ -219,6 +219,21 @@ TEST(LoadConfigTest, ErrorsNameTheLoadedFile) {
             file.string() + ":2:14: smtp_in.max_errors: must be between 1 and 1000, got 0");
 }
 
+TEST(LoadConfigTest, SnapshotHoldsTheLoadedConfigOrTheSameErrors) {
+  TempDir dir;
+  auto good = dir.Write("good.toml", "[smtp_in]\nmax_errors = 4\n");
+  auto snapshot = LoadSnapshot(good);
+  ASSERT_TRUE(snapshot.has_value()) << Dump(snapshot.error());
+  ASSERT_NE(*snapshot, nullptr);
+  EXPECT_EQ((*snapshot)->smtp_in.max_errors, 4u);
+  EXPECT_EQ((*snapshot)->source, good);
+  auto bad = dir.Write("bad.toml", "[smtp_in]\nmax_errors = 0\n");
+  auto failed = LoadSnapshot(bad);
+  ASSERT_FALSE(failed.has_value());
+  ASSERT_EQ(failed.error().size(), 1u);
+  EXPECT_EQ(failed.error()[0].key, "smtp_in.max_errors");
+}
+
 TEST(ConfigErrorTest, ToStringFormats) {
   EXPECT_EQ((ConfigError{"a.toml", 3, 7, "smtp_in.tls", "boom"}).ToString(),
             "a.toml:3:7: smtp_in.tls: boom");
@@ -982,6 +997,485 @@ TEST(ParseConfigTest, RouteAndSiteMustBeArraysOfTables) {
   ExpectOneError("[[routes]]\ndomain = \"x.example\"\n", 1, "routes", "did you mean \"route\"");
 }
 
+// ---- traffic shaping (issue 11)
+
+TEST(ShapingConfigTest, WithoutSourcesThereIsOneImplicitSourceAndPool) {
+  Config config = Parsed("[server]\nhostname = \"mx.example.org\"\n");
+  ASSERT_EQ(config.sources.size(), 1u);
+  EXPECT_EQ(config.sources[0].name, "default");
+  EXPECT_FALSE(config.sources[0].address.has_value());  // the OS chooses
+  EXPECT_EQ(config.sources[0].helo_name, "mx.example.org");
+  ASSERT_EQ(config.pools.size(), 1u);
+  EXPECT_EQ(config.pools[0].name, "default");
+  ASSERT_EQ(config.pools[0].sources.size(), 1u);
+  EXPECT_EQ(config.pools[0].sources[0].source, "default");
+  EXPECT_EQ(config.pools[0].sources[0].weight, 1u);
+  EXPECT_EQ(config.delivery.pool, "default");
+  EXPECT_TRUE(config.tenants.empty());
+  EXPECT_TRUE(config.reply_rules.empty());
+  EXPECT_TRUE(config.warmups.empty());
+  EXPECT_TRUE(config.providers.empty());
+
+  Config bound = Parsed("[delivery]\nsource_address = \"192.0.2.10\"\nhelo_name = \"out.example\"\n");
+  ASSERT_EQ(bound.sources.size(), 1u);
+  EXPECT_EQ(bound.sources[0].address->ToString(), "192.0.2.10");
+  EXPECT_EQ(bound.sources[0].helo_name, "out.example");
+}
+
+TEST(ShapingConfigTest, SourcesWithoutPoolsFormTheDefaultPool) {
+  Config config = Parsed(
+      "[delivery]\nhelo_name = \"out.example\"\n"
+      "[[source]]\nname = \"a\"\naddress = \"127.0.0.50\"\n"
+      "[[source]]\nname = \"b\"\naddress = \"2001:db8::51\"\nhelo_name = \"b.out.example\"\n"
+      "warmup = \"slow\"\nwarmup_start = \"2026-12-01\"\n"
+      "[[warmup]]\nname = \"slow\"\ndays = [{ day = 1, per_day = 200, per_hour = 50 }, "
+      "{ day = 3, per_day = 1000 }]\n");
+  ASSERT_EQ(config.sources.size(), 2u);
+  EXPECT_EQ(config.sources[0].address->ToString(), "127.0.0.50");
+  EXPECT_EQ(config.sources[0].helo_name, "out.example");
+  EXPECT_TRUE(config.sources[0].warmup.empty());
+  EXPECT_EQ(config.sources[1].address->ToString(), "2001:db8::51");
+  EXPECT_EQ(config.sources[1].helo_name, "b.out.example");
+  EXPECT_EQ(config.sources[1].warmup, "slow");
+  EXPECT_EQ(config.sources[1].warmup_start,
+            std::chrono::year_month_day(std::chrono::year(2026), std::chrono::month(12),
+                                        std::chrono::day(1)));
+  ASSERT_EQ(config.pools.size(), 1u);
+  EXPECT_EQ(config.pools[0].name, "default");
+  ASSERT_EQ(config.pools[0].sources.size(), 2u);
+  EXPECT_EQ(config.pools[0].sources[1].source, "b");
+  EXPECT_EQ(config.delivery.pool, "default");
+  ASSERT_EQ(config.warmups.size(), 1u);
+  ASSERT_EQ(config.warmups[0].days.size(), 2u);
+  EXPECT_EQ(config.warmups[0].days[0].per_hour, 50u);
+  EXPECT_EQ(config.warmups[0].days[1].day, 3u);
+  EXPECT_EQ(config.warmups[0].days[1].per_day, 1000u);
+  EXPECT_FALSE(config.warmups[0].days[1].per_hour.has_value());
+}
+
+TEST(ShapingConfigTest, PoolsTenantsAndDeliveryPool) {
+  Config config = Parsed(
+      "[delivery]\npool = \"main\"\n"
+      "[[source]]\nname = \"a\"\naddress = \"127.0.0.50\"\n"
+      "[[source]]\nname = \"b\"\naddress = \"127.0.0.51\"\n"
+      "[[pool]]\nname = \"main\"\nsources = [{ source = \"a\", weight = 2 }, { source = \"b\" }]\n"
+      "[[pool]]\nname = \"quarantine\"\nsources = [{ source = \"b\" }]\n"
+      "[[tenant]]\nname = \"shop\"\nweight = 3\n"
+      "[[tenant]]\nname = \"spammy\"\npool = \"quarantine\"\n");
+  ASSERT_EQ(config.pools.size(), 2u);  // no implicit pool once pools are given
+  EXPECT_EQ(config.pools[0].sources[0].weight, 2u);
+  EXPECT_EQ(config.pools[0].sources[1].weight, 1u);
+  EXPECT_EQ(config.delivery.pool, "main");
+  ASSERT_EQ(config.tenants.size(), 2u);
+  EXPECT_EQ(config.tenants[0].pool, "main");  // delivery.pool
+  EXPECT_EQ(config.tenants[0].weight, 3u);
+  EXPECT_EQ(config.tenants[1].pool, "quarantine");
+  EXPECT_EQ(config.tenants[1].weight, 1u);
+  // A pool named "default" is the default pool without delivery.pool.
+  Config implicit = Parsed(
+      "[[source]]\nname = \"a\"\naddress = \"127.0.0.50\"\n"
+      "[[pool]]\nname = \"other\"\nsources = [{ source = \"a\" }]\n"
+      "[[pool]]\nname = \"default\"\nsources = [{ source = \"a\" }]\n");
+  EXPECT_EQ(implicit.delivery.pool, "default");
+  // Pools over the implicit source.
+  Config over_default = Parsed("[[pool]]\nname = \"default\"\nsources = [{ source = \"default\" }]\n");
+  EXPECT_EQ(over_default.pools.at(0).sources.at(0).source, "default");
+}
+
+TEST(ShapingConfigTest, DeliveryPoolIsRequiredWithoutADefaultPool) {
+  ExpectOneError(
+      "[[source]]\nname = \"a\"\naddress = \"127.0.0.50\"\n"
+      "[[pool]]\nname = \"main\"\nsources = [{ source = \"a\" }]\n",
+      4, "delivery.pool",
+      "required key is missing: no [[pool]] is named \"default\", so delivery.pool must name "
+      "the pool for mail without one (defined: main)");
+  ExpectOneError(
+      "[delivery]\npool = \"mian\"\n"
+      "[[pool]]\nname = \"main\"\nsources = [{ source = \"default\" }]\n",
+      2, "delivery.pool", "no [[pool]] named \"mian\" is defined (defined: main)");
+}
+
+TEST(ShapingConfigTest, SourceErrors) {
+  std::string text =
+      "[delivery]\nsource_address = \"192.0.2.1\"\n"           // 1-2
+      "[[source]]\nname = \"A\"\naddress = \"127.0.0.50\"\n"   // 3-5
+      "[[source]]\nname = \"b\"\naddress = \"127.0.0.500\"\n"  // 6-8
+      "[[source]]\nname = \"c\"\naddress = \"127.0.0.51\"\nwarmup = \"w\"\n"  // 9-12
+      "[[source]]\nname = \"d\"\naddress = \"127.0.0.51\"\n"   // 13-15
+      "[[source]]\nname = \"c\"\naddress = \"127.0.0.52\"\n"   // 16-18
+      "[[source]]\nname = \"e\"\n"                             // 19-20
+      "[[source]]\nname = \"f\"\naddress = \"127.0.0.53\"\nwarmup_start = \"2026-02-30\"\n"  // 21-24
+      "[[source]]\nname = \"g\"\naddress = \"127.0.0.54\"\nwarmup = \"w\"\n"
+      "warmup_start = \"1.12.2026\"\n"                         // 25-29
+      "[[source]]\nname = \"h\"\naddress = \"127.0.0.55\"\nhelo_name = \"bad..name\"\n";  // 30-33
+  ConfigErrors errors = ErrorsOf(text);
+  std::vector<std::string> got;
+  for (const ConfigError& e : errors) got.push_back(e.ToString());
+  std::vector<std::string> want = {
+      "test.toml:2:18: delivery.source_address: is only used without [[source]] tables; give "
+      "this address as a [[source]]",
+      "test.toml:4:8: source[0].name: \"A\" is not a source name: use lower-case letters, "
+      "digits, '_' and '-'",
+      "test.toml:8:11: source[1].address: \"127.0.0.500\" is not an IP address (write it "
+      "without brackets or port, e.g. \"192.0.2.10\" or \"2001:db8::10\")",
+      "test.toml:12:10: source[2].warmup_start: required with warmup: the date of day 1, "
+      "\"YYYY-MM-DD\"",
+      "test.toml:12:10: source[2].warmup: no [[warmup]] named \"w\" is defined (no warmups are "
+      "defined)",
+      "test.toml:15:11: source[3].address: address 127.0.0.51 is already source c's; two "
+      "sources cannot share one address",
+      "test.toml:17:8: source[4].name: duplicate source \"c\" (first defined at source[2])",
+      "test.toml:19:1: source[5].address: required key is missing",
+      "test.toml:24:16: source[6].warmup_start: no such date in the calendar",
+      "test.toml:24:16: source[6].warmup_start: has no effect without warmup (the name of a "
+      "[[warmup]] schedule)",
+      "test.toml:28:10: source[7].warmup: no [[warmup]] named \"w\" is defined (no warmups are "
+      "defined)",
+      "test.toml:29:16: source[7].warmup_start: \"1.12.2026\" is not a date: write "
+      "\"YYYY-MM-DD\", e.g. \"2026-12-01\"",
+      "test.toml:33:13: source[8].helo_name: \"bad..name\" has an empty label (a leading, "
+      "trailing or double dot)",
+  };
+  EXPECT_EQ(got, want) << Dump(errors);
+  ExpectOneError(
+      "[[source]]\nname = \"a\"\naddress = \"127.0.0.50\"\nwarmup_start = 2026-12-01\n", 4,
+      "source[0].warmup_start", "has no effect without warmup");
+  // A TOML date is accepted as well as the string.
+  Config config = Parsed(
+      "[[source]]\nname = \"a\"\naddress = \"127.0.0.50\"\nwarmup = \"w\"\n"
+      "warmup_start = 2026-12-01\n[[warmup]]\nname = \"w\"\ndays = [{ day = 1, per_day = 5 }]\n");
+  EXPECT_TRUE(config.sources.at(0).warmup_start->ok());
+}
+
+TEST(ShapingConfigTest, PoolAndTenantErrors) {
+  std::string text =
+      "[[source]]\nname = \"a\"\naddress = \"127.0.0.50\"\n"              // 1-3
+      "[[pool]]\nname = \"default\"\nsources = [{ source = \"a\" }, { source = \"x\" }, "
+      "{ source = \"a\", weight = 0 }]\n"                                  // 4-6
+      "[[pool]]\nname = \"empty\"\nsources = []\n"                         // 7-9
+      "[[pool]]\nname = \"default\"\nsources = [{ weight = 2 }]\n"         // 10-12
+      "[[tenant]]\nname = \"t\"\npool = \"nope\"\nweight = 1001\n"         // 13-16
+      "[[tenant]]\nname = \"t\"\n"                                         // 17-18
+      "[smtp_in]\ntls = \"x\"\n[[smtp_in.users]]\nname = \"u\"\n"
+      "password_hash = \"$pbkdf2-sha256$1000$MTIzNDU2Nzg=$MDEyMzQ1Njc4OWFiY2RlZg==\"\n"
+      "tenant = \"shop\"\n";                                               // 19-24
+  ConfigErrors errors = ErrorsOf(text);
+  std::vector<std::pair<uint32_t, std::string>> got;
+  for (const ConfigError& e : errors) got.emplace_back(e.line, e.key + ": " + e.message);
+  std::vector<std::pair<uint32_t, std::string>> want = {
+      {6, "pool[0].sources[1].source: no [[source]] named \"x\" is defined (defined: a)"},
+      {6, "pool[0].sources[2].source: duplicate source \"a\" (first defined at "
+          "pool[0].sources[0])"},
+      {6, "pool[0].sources[2].weight: must be between 1 and 1000, got 0"},
+      {9, "pool[1].sources: must list at least one source, e.g. [{ source = \"a\" }]"},
+      {11, "pool[2].name: duplicate pool \"default\" (first defined at pool[0])"},
+      {12, "pool[2].sources[0].source: required key is missing"},
+      {15, "tenant[0].pool: no [[pool]] named \"nope\" is defined (defined: default, empty)"},
+      {16, "tenant[0].weight: must be between 1 and 1000, got 1001"},
+      {18, "tenant[1].name: duplicate tenant \"t\" (first defined at tenant[0])"},
+      {20, "smtp_in.tls: no [tls.x] table is defined (no TLS profiles are defined)"},
+      {24, "smtp_in.users[0].tenant: no [[tenant]] named \"shop\" is defined (defined: t)"},
+  };
+  EXPECT_EQ(got, want) << Dump(errors);
+}
+
+TEST(ShapingConfigTest, SiteLimitsAndSourceOverrides) {
+  Config config = Parsed(
+      "[delivery]\nmax_connections_per_source = 4\nmax_recipients_per_message = 0\n"
+      "max_message_rate_per_source = \"10000/h\"\nmax_connection_rate_per_source = \"5/s\"\n"
+      "[[source]]\nname = \"a\"\naddress = \"127.0.0.50\"\n"
+      "[[site]]\nname = \"docomo\"\nmx_patterns = [\"*.docomo.ne.jp\"]\n"
+      "max_connections_per_source = 3\nmax_recipients_per_message = 100\n"
+      "max_message_rate_per_source = \"300/min\"\nmax_connection_rate_per_source = \"60/minute\"\n"
+      "[[site.source]]\nsource = \"a\"\nmax_connections_per_source = 1\n"
+      "max_messages_per_connection = 10\nmax_recipients_per_message = 5\n"
+      "max_message_rate_per_source = \"200000/d\"\nmax_connection_rate_per_source = \"1/sec\"\n");
+  EXPECT_EQ(config.delivery.max_connections_per_source, 4u);
+  EXPECT_FALSE(config.delivery.max_recipients_per_message.has_value());  // 0: not limited
+  EXPECT_EQ(config.delivery.max_message_rate_per_source, (Rate{10000, hours(1)}));
+  EXPECT_EQ(config.delivery.max_connection_rate_per_source, (Rate{5, seconds(1)}));
+  const SiteConfig& site = config.sites.at(0);
+  EXPECT_EQ(site.max_connections_per_source, 3u);
+  EXPECT_EQ(site.max_recipients_per_message, 100u);
+  EXPECT_EQ(site.max_message_rate_per_source, (Rate{300, minutes(1)}));
+  EXPECT_DOUBLE_EQ(site.max_message_rate_per_source->PerSecond(), 5.0);
+  EXPECT_EQ(site.max_connection_rate_per_source, (Rate{60, minutes(1)}));
+  ASSERT_EQ(site.sources.size(), 1u);
+  EXPECT_EQ(site.sources[0].source, "a");
+  EXPECT_EQ(site.sources[0].max_connections_per_source, 1u);
+  EXPECT_EQ(site.sources[0].max_messages_per_connection, 10u);
+  EXPECT_EQ(site.sources[0].max_recipients_per_message, 5u);
+  EXPECT_EQ(site.sources[0].max_message_rate_per_source, (Rate{200000, hours(24)}));
+  EXPECT_EQ(site.sources[0].max_connection_rate_per_source, (Rate{1, seconds(1)}));
+  Config defaults = Parsed("");
+  EXPECT_FALSE(defaults.delivery.max_connections_per_source.has_value());
+  EXPECT_FALSE(defaults.delivery.max_message_rate_per_source.has_value());
+}
+
+TEST(ShapingConfigTest, SiteLimitErrors) {
+  std::string text =
+      "[delivery]\nmax_message_rate_per_source = \"300/mn\"\n"             // 1-2
+      "max_connections_per_source = -1\n"                                  // 3
+      "[[site]]\nname = \"s\"\nmx_patterns = [\"mx.s.example\"]\n"         // 4-6
+      "max_connections_per_source = 0\n"                                   // 7
+      "max_connection_rate_per_source = 60\n"                              // 8
+      "max_message_rate_per_source = \"0/s\"\n"                            // 9
+      "[[site.source]]\nsource = \"nope\"\n"                               // 10-11
+      "[[site.source]]\nsource = \"default\"\nmax_recipients_per_message = 0\n"  // 12-14
+      "[[site.source]]\nsource = \"default\"\n"                            // 15-16
+      "[[site.source]]\nmax_connections_per_source = 2\n";                 // 17-18
+  ConfigErrors errors = ErrorsOf(text);
+  std::vector<std::string> got;
+  for (const ConfigError& e : errors) got.push_back(e.ToString());
+  std::vector<std::string> want = {
+      "test.toml:2:31: delivery.max_message_rate_per_source: \"300/mn\" is not a rate: unknown "
+      "unit \"mn\" (use s, sec, min, minute, h, hour, d or day)",
+      "test.toml:3:30: delivery.max_connections_per_source: must be between 0 and 10000, got -1",
+      "test.toml:7:30: site[0].max_connections_per_source: must be between 1 and 10000, got 0",
+      "test.toml:8:34: site[0].max_connection_rate_per_source: expected a rate such as "
+      "\"300/min\", got an integer",
+      "test.toml:9:31: site[0].max_message_rate_per_source: \"0/s\" is not a rate: the count "
+      "must be at least 1 (leave the key out for no limit)",
+      "test.toml:11:10: site[0].source[0].source: no [[source]] named \"nope\" is defined "
+      "(defined: default)",
+      "test.toml:14:30: site[0].source[1].max_recipients_per_message: must be between 1 and "
+      "100000, got 0",
+      "test.toml:16:10: site[0].source[2].source: duplicate override for source \"default\" "
+      "(first defined at site[0].source[1])",
+      "test.toml:17:1: site[0].source[3].source: required key is missing",
+  };
+  EXPECT_EQ(got, want) << Dump(errors);
+}
+
+TEST(ShapingConfigTest, ReplyRulesKeepTheirOrder) {
+  Config config = Parsed(
+      "[[site]]\nname = \"gmail\"\nmx_patterns = [\"*.google.com\"]\n"
+      "[[reply_rule]]\ncode = 421\nenhanced = \"4.7.28\"\nsite = \"gmail\"\naction = \"throttle\"\n"
+      "duration = \"10m\"\n"
+      "[[reply_rule]]\nenhanced = \"4.7.\"\nmatch = \"rate limit(ed)?\"\naction = \"pause\"\n"
+      "[[reply_rule]]\ncode = 550\naction = \"bounce\"\n"
+      "[[reply_rule]]\nmatch = \"greylist\"\naction = \"defer\"\n"
+      "[[reply_rule]]\ncode = 451\naction = \"ignore\"\n");
+  ASSERT_EQ(config.reply_rules.size(), 5u);
+  const ReplyRule& first = config.reply_rules[0];
+  EXPECT_EQ(first.code, 421);
+  EXPECT_EQ(first.enhanced, "4.7.28");
+  EXPECT_EQ(first.site, "gmail");
+  EXPECT_EQ(first.action, ReplyAction::kThrottle);
+  EXPECT_EQ(first.duration, minutes(10));
+  EXPECT_EQ(first.origin, "test.toml:4");
+  EXPECT_FALSE(config.reply_rules[1].code.has_value());
+  EXPECT_EQ(config.reply_rules[1].match, "rate limit(ed)?");
+  EXPECT_EQ(config.reply_rules[1].action, ReplyAction::kPause);
+  EXPECT_FALSE(config.reply_rules[1].duration.has_value());
+  EXPECT_EQ(config.reply_rules[2].action, ReplyAction::kBounce);
+  EXPECT_EQ(config.reply_rules[3].action, ReplyAction::kDefer);
+  EXPECT_EQ(config.reply_rules[4].action, ReplyAction::kIgnore);
+}
+
+TEST(ShapingConfigTest, ReplyRuleErrors) {
+  std::string text =
+      "[[reply_rule]]\naction = \"throttle\"\n"                            // 1-2
+      "[[reply_rule]]\ncode = 250\naction = \"defer\"\n"                   // 3-5
+      "[[reply_rule]]\nenhanced = \"4.7\"\naction = \"defer\"\n"           // 6-8
+      "[[reply_rule]]\nmatch = \"rate (limit\"\naction = \"defer\"\n"      // 9-11
+      "[[reply_rule]]\ncode = 450\nenhanced = \"5.7.1\"\naction = \"slow\"\n"  // 12-15
+      "[[reply_rule]]\ncode = 550\naction = \"bounce\"\nduration = \"1h\"\n"   // 16-19
+      "[[reply_rule]]\ncode = 421\nsite = \"nowhere\"\n"                   // 20-22
+      "[[reply_rule]]\ncode = 421\naction = \"pause\"\nduration = \"10d\"\n";  // 23-26
+  ConfigErrors errors = ErrorsOf(text);
+  ASSERT_EQ(errors.size(), 10u) << Dump(errors);
+  auto at = [&](size_t i) { return std::to_string(errors[i].line) + ":" + std::to_string(errors[i].column) + " " + errors[i].key + ": " + errors[i].message; };
+  EXPECT_EQ(at(0),
+            "1:1 reply_rule[0]: needs at least one of code, enhanced or match (a rule matching "
+            "every reply would decide them all)");
+  EXPECT_EQ(at(1), "4:8 reply_rule[1].code: must be between 400 and 599, got 250");
+  EXPECT_EQ(at(2),
+            "7:12 reply_rule[2].enhanced: \"4.7\" is not an enhanced status code or prefix: write "
+            "the whole code, e.g. \"4.7.28\", or a prefix ending in '.', e.g. \"4.7.\"");
+  EXPECT_THAT(at(3), ::testing::StartsWith(
+                         "10:9 reply_rule[3].match: invalid regular expression \"rate (limit\": "));
+  EXPECT_EQ(at(4),
+            "14:12 reply_rule[4].enhanced: class 5 contradicts code 450 (RFC 3463 3.1: both give "
+            "the same class)");
+  EXPECT_EQ(at(5),
+            "15:10 reply_rule[4].action: must be \"throttle\", \"pause\", \"bounce\", \"defer\" or "
+            "\"ignore\", got \"slow\"");
+  EXPECT_EQ(at(6), "19:12 reply_rule[5].duration: only a \"pause\" or \"throttle\" rule takes a duration");
+  EXPECT_EQ(at(7), "20:1 reply_rule[6].action: required key is missing");
+  EXPECT_EQ(at(8), "22:8 reply_rule[6].site: no [[site]] named \"nowhere\" is defined (no sites are defined)");
+  EXPECT_EQ(at(9), "26:12 reply_rule[7].duration: must be between 1s and 7d, got 10d");
+}
+
+TEST(ShapingConfigTest, WarmupSchedulesAreChecked) {
+  Config config = Parsed(
+      "[[site]]\nname = \"docomo\"\nmx_patterns = [\"*.docomo.ne.jp\"]\n"
+      "[[warmup]]\nname = \"w\"\ndays = [{ day = 1, per_hour = 10 }, { day = 2, per_day = 500 }]\n"
+      "[[warmup.site]]\nsite = \"docomo\"\ndays = [{ day = 1, per_day = 50, per_hour = 5 }]\n");
+  ASSERT_EQ(config.warmups.at(0).sites.size(), 1u);
+  EXPECT_EQ(config.warmups[0].sites[0].site, "docomo");
+  EXPECT_EQ(config.warmups[0].sites[0].days.at(0).per_day, 50u);
+  std::string text =
+      "[[warmup]]\nname = \"w\"\ndays = [{ day = 2, per_day = 5 }]\n"                   // 1-3
+      "[[warmup]]\nname = \"x\"\ndays = [{ day = 1, per_day = 5 }, { day = 1, per_day = 9 }, "
+      "{ day = 3 }, { day = 4, per_day = 10, per_hour = 11 }]\n"                       // 4-6
+      "[[warmup]]\nname = \"w\"\ndays = []\n"                                           // 7-9
+      "[[warmup]]\nname = \"y\"\ndays = [{ day = 1, per_day = 5 }]\n"                   // 10-12
+      "[[warmup.site]]\nsite = \"gmail\"\ndays = [{ day = 1, per_day = 1 }]\n"          // 13-15
+      "[[warmup.site]]\nsite = \"gmail\"\ndays = [{ day = 1, per_day = 1 }]\n"          // 16-18
+      "[[warmup]]\ndays = [{ day = 0, per_day = 5 }]\n";                                // 19-20
+  ConfigErrors errors = ErrorsOf(text);
+  std::vector<std::pair<uint32_t, std::string>> got;
+  for (const ConfigError& e : errors) got.emplace_back(e.line, e.key + ": " + e.message);
+  std::vector<std::pair<uint32_t, std::string>> want = {
+      {3, "warmup[0].days[0].day: the first step must be day 1 (the warmup_start date), got 2"},
+      {6, "warmup[1].days[1].day: must be greater than the day before it (1), got 1"},
+      {6, "warmup[1].days[2]: needs per_day, per_hour or both"},
+      {6, "warmup[1].days[3].per_hour: must not exceed per_day (10), got 11"},
+      {8, "warmup[2].name: duplicate warmup \"w\" (first defined at warmup[0])"},
+      {9, "warmup[2].days: must list at least one day, e.g. [{ day = 1, per_day = 200 }]"},
+      {14, "warmup[3].site[0].site: no [[site]] named \"gmail\" is defined (no sites are defined)"},
+      {17, "warmup[3].site[1].site: duplicate schedule for site \"gmail\" (first defined at "
+           "warmup[3].site[0])"},
+      {17, "warmup[3].site[1].site: no [[site]] named \"gmail\" is defined (no sites are defined)"},
+      {19, "warmup[4].name: required key is missing"},
+      {20, "warmup[4].days[0].day: must be between 1 and 3650, got 0"},
+  };
+  EXPECT_EQ(got, want) << Dump(errors);
+}
+
+// ---- provider file
+
+TEST(ProvidersTest, ShippedProviderFileLoadsAndMerges) {
+  TempDir dir;
+  std::filesystem::path providers =
+      std::filesystem::path(HIKYAKU_SOURCE_DIR) / "etc" / "providers.toml";
+  auto file = dir.Write("hikyaku.toml", "providers = \"" + providers.string() + "\"\n");
+  auto config = LoadConfig(file);
+  ASSERT_TRUE(config.has_value()) << Dump(config.error());
+  EXPECT_EQ(config->providers, providers);
+  std::vector<std::string> names;
+  for (const SiteConfig& site : config->sites) names.push_back(site.name);
+  EXPECT_EQ(names, (std::vector<std::string>{"docomo", "au", "softbank", "yahoo_jp", "gmail",
+                                             "yahoo", "microsoft", "icloud"}));
+  for (const SiteConfig& site : config->sites) {
+    EXPECT_FALSE(site.mx_patterns.empty()) << site.name;
+    EXPECT_TRUE(site.max_connections_per_source.has_value()) << site.name;
+    EXPECT_TRUE(site.max_message_rate_per_source.has_value()) << site.name;
+  }
+  EXPECT_EQ(config->sites[0].max_recipients_per_message, 100u);  // docomo's published figure
+  EXPECT_GE(config->reply_rules.size(), 10u);
+  for (const ReplyRule& rule : config->reply_rules) {
+    EXPECT_THAT(rule.origin, HasSubstr("providers.toml:"));
+  }
+  std::vector<std::string> warmups;
+  for (const WarmupConfig& w : config->warmups) warmups.push_back(w.name);
+  EXPECT_EQ(warmups, (std::vector<std::string>{"fast", "conservative"}));
+}
+
+TEST(ProvidersTest, OperatorOverridesProviderKeyByKey) {
+  TempDir dir;
+  dir.Write("p.toml",
+            "[[site]]\nname = \"carrier\"\nmx_patterns = [\"*.carrier.example\"]\n"
+            "max_connections_per_source = 3\nmax_message_rate_per_source = \"300/min\"\n"
+            "[[site]]\nname = \"other\"\nmx_patterns = [\"*.other.example\"]\n"
+            "[[reply_rule]]\ncode = 421\nsite = \"carrier\"\naction = \"throttle\"\n"
+            "[[warmup]]\nname = \"slow\"\ndays = [{ day = 1, per_day = 10 }]\n"
+            "[[warmup]]\nname = \"fast\"\ndays = [{ day = 1, per_day = 1000 }]\n");
+  auto file = dir.Write(
+      "main.toml",
+      "providers = \"p.toml\"\n"
+      "[[site]]\nname = \"mine\"\nmx_patterns = [\"mx.mine.example\"]\n"
+      "[[site]]\nname = \"carrier\"\nmax_connections_per_source = 1\n"
+      "[[reply_rule]]\ncode = 450\nsite = \"carrier\"\naction = \"pause\"\n"
+      "[[warmup]]\nname = \"slow\"\ndays = [{ day = 1, per_day = 5 }]\n");
+  auto config = LoadConfig(file);
+  ASSERT_TRUE(config.has_value()) << Dump(config.error());
+  EXPECT_EQ(config->providers, dir.path() / "p.toml");  // relative to main.toml's directory
+  ASSERT_EQ(config->sites.size(), 3u);
+  EXPECT_EQ(config->sites[0].name, "mine");
+  const SiteConfig& carrier = config->sites[1];
+  EXPECT_EQ(carrier.name, "carrier");
+  EXPECT_EQ(carrier.mx_patterns, std::vector<std::string>{"*.carrier.example"});  // provider's
+  EXPECT_EQ(carrier.max_connections_per_source, 1u);                              // operator's
+  EXPECT_EQ(carrier.max_message_rate_per_source, (Rate{300, minutes(1)}));        // provider's
+  EXPECT_EQ(config->sites[2].name, "other");
+  ASSERT_EQ(config->reply_rules.size(), 2u);
+  EXPECT_EQ(config->reply_rules[0].code, 450);  // the operator's rule first
+  EXPECT_EQ(config->reply_rules[0].origin, file.string() + ":8");
+  EXPECT_EQ(config->reply_rules[1].code, 421);
+  EXPECT_EQ(config->reply_rules[1].origin, (dir.path() / "p.toml").string() + ":9");
+  ASSERT_EQ(config->warmups.size(), 2u);
+  EXPECT_EQ(config->warmups[0].name, "slow");
+  EXPECT_EQ(config->warmups[0].days.at(0).per_day, 5u);  // replaced, not merged
+  EXPECT_EQ(config->warmups[1].name, "fast");
+  // Replacing mx_patterns, and a pattern the provider gives another site.
+  auto replaced = dir.Write("replace.toml",
+                            "providers = \"p.toml\"\n"
+                            "[[site]]\nname = \"carrier\"\nmx_patterns = [\"mx.new.example\"]\n");
+  auto merged = LoadConfig(replaced);
+  ASSERT_TRUE(merged.has_value()) << Dump(merged.error());
+  EXPECT_EQ(merged->sites.at(0).mx_patterns, std::vector<std::string>{"mx.new.example"});
+  auto clash = dir.Write("clash.toml",
+                         "providers = \"p.toml\"\n"
+                         "[[site]]\nname = \"mine\"\nmx_patterns = [\"*.Carrier.example\"]\n");
+  auto clashed = LoadConfig(clash);
+  ASSERT_FALSE(clashed.has_value());
+  ASSERT_EQ(clashed.error().size(), 1u) << Dump(clashed.error());
+  EXPECT_EQ(clashed.error()[0].ToString(),
+            clash.string() +
+                ":4:16: site[0].mx_patterns[0]: pattern \"*.carrier.example\" already belongs to "
+                "site \"carrier\" of " +
+                (dir.path() / "p.toml").string() + "; name this site \"carrier\" to override it");
+}
+
+TEST(ProvidersTest, ProviderFileErrorsNameTheProviderFile) {
+  TempDir dir;
+  const std::string p = (dir.path() / "p.toml").string();
+  dir.Write("p.toml",
+            "[[site]]\nname = \"s\"\nmx_patterns = [\"*.s.example\"]\nmax_connections_per_source = 0\n"
+            "[[site.source]]\nsource = \"default\"\n"
+            "[[source]]\nname = \"a\"\n"
+            "[[reply_rule]]\ncode = 421\nsite = \"t\"\naction = \"throttle\"\n");
+  auto file = dir.Write("main.toml", "[smtp_in]\nmax_errors = 0\nproviders = 1\n");
+  auto bad_main = LoadConfig(file);
+  ASSERT_FALSE(bad_main.has_value());
+  ASSERT_EQ(bad_main.error().size(), 2u) << Dump(bad_main.error());
+  EXPECT_EQ(bad_main.error()[1].key, "smtp_in.providers");  // providers is a root key
+
+  file = dir.Write("main.toml", "providers = \"p.toml\"\n[smtp_in]\nmax_errors = 0\n");
+  auto config = LoadConfig(file);
+  ASSERT_FALSE(config.has_value());
+  std::vector<std::string> got;
+  for (const ConfigError& e : config.error()) got.push_back(e.ToString());
+  std::vector<std::string> want = {
+      file.string() + ":3:14: smtp_in.max_errors: must be between 1 and 1000, got 0",
+      p + ":4:30: site[0].max_connections_per_source: must be between 1 and 10000, got 0",
+      p + ":5:1: site[0].source: per-source overrides belong in the operator's file: a "
+          "provider file does not know this installation's sources",
+      p + ":7:3: source: unknown key (expected one of: site, reply_rule, warmup)",
+      p + ":11:8: reply_rule[0].site: no [[site]] named \"t\" is defined (defined: s)",
+  };
+  EXPECT_EQ(got, want) << Dump(config.error());
+
+  dir.Write("syntax.toml", "[[site]]\nname = \"s\"\nname = \"t\"\n");
+  file = dir.Write("main.toml", "providers = \"syntax.toml\"\n");
+  config = LoadConfig(file);
+  ASSERT_FALSE(config.has_value());
+  ASSERT_EQ(config.error().size(), 1u) << Dump(config.error());
+  EXPECT_EQ(config.error()[0].file, (dir.path() / "syntax.toml").string());
+  EXPECT_EQ(config.error()[0].line, 3u);
+  EXPECT_THAT(config.error()[0].message, ::testing::StartsWith("syntax error: "));
+
+  file = dir.Write("main.toml", "providers = \"missing.toml\"\n");
+  config = LoadConfig(file);
+  ASSERT_FALSE(config.has_value());
+  ASSERT_EQ(config.error().size(), 1u);
+  EXPECT_EQ(config.error()[0].ToString(),
+            file.string() + ":1:13: providers: cannot read \"" +
+                (dir.path() / "missing.toml").string() + "\": No such file or directory");
+}
+
 // ---- the schema
 
 TEST(KnownKeysTest, ListsEveryAcceptedKeyOnce) {
@@ -1046,10 +1540,38 @@ TEST(KnownKeysTest, ListsEveryAcceptedKeyOnce) {
                           "site.name",
                           "site.mx_patterns",
                           "site.max_connections",
-                          "site.max_messages_per_connection"}) {
+                          "site.max_messages_per_connection",
+                          "site.max_connections_per_source",
+                          "site.max_message_rate_per_source",
+                          "site.source.source",
+                          "site.source.max_connection_rate_per_source",
+                          "smtp_in.users.tenant",
+                          "delivery.pool",
+                          "delivery.max_recipients_per_message",
+                          "providers",
+                          "source.name",
+                          "source.address",
+                          "source.helo_name",
+                          "source.warmup",
+                          "source.warmup_start",
+                          "pool.sources.source",
+                          "pool.sources.weight",
+                          "tenant.pool",
+                          "tenant.weight",
+                          "reply_rule.code",
+                          "reply_rule.enhanced",
+                          "reply_rule.match",
+                          "reply_rule.site",
+                          "reply_rule.action",
+                          "reply_rule.duration",
+                          "warmup.days.day",
+                          "warmup.days.per_day",
+                          "warmup.days.per_hour",
+                          "warmup.site.site",
+                          "warmup.site.days.per_hour"}) {
     EXPECT_TRUE(unique.count(key)) << key;
   }
-  EXPECT_EQ(keys.size(), 59u);
+  EXPECT_EQ(keys.size(), 106u);
 }
 
 }  // namespace

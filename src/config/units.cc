@@ -150,4 +150,68 @@ std::string FormatDuration(Duration duration) {
   return out;
 }
 
+double Rate::PerSecond() const {
+  const double seconds = std::chrono::duration<double>(per).count();
+  return seconds > 0 ? static_cast<double>(count) / seconds : 0.0;
+}
+
+namespace {
+
+struct RateUnit {
+  std::string_view name;
+  Duration per;
+};
+
+// The short name of each period first: FormatRate writes it.
+constexpr std::array<RateUnit, 8> kRateUnits{{
+    {"s", std::chrono::seconds(1)},
+    {"min", std::chrono::minutes(1)},
+    {"h", std::chrono::hours(1)},
+    {"d", std::chrono::hours(24)},
+    {"sec", std::chrono::seconds(1)},
+    {"minute", std::chrono::minutes(1)},
+    {"hour", std::chrono::hours(1)},
+    {"day", std::chrono::hours(24)},
+}};
+
+}  // namespace
+
+Result<Rate> ParseRate(std::string_view text) {
+  const std::string quoted = "\"" + std::string(text) + "\"";
+  const size_t slash = text.find('/');
+  if (slash == std::string_view::npos) {
+    return Fail(ErrorCode::kInvalidArgument,
+                quoted + " is not a rate: missing \"/UNIT\"; write e.g. \"300/min\"");
+  }
+  std::string_view count_text = text.substr(0, slash);
+  const std::string_view unit_text = text.substr(slash + 1);
+  uint64_t count = 0;
+  std::string_view rest = count_text;
+  // A count above 10^12 per anything is no limit; the cap keeps PerSecond exact.
+  constexpr uint64_t kMaxCount = 1'000'000'000'000ull;
+  if (!TakeNumber(rest, count) || !rest.empty() || count > kMaxCount) {
+    return Fail(ErrorCode::kInvalidArgument,
+                quoted + " is not a rate: the count \"" + std::string(count_text) +
+                    "\" is not a whole number from 1 to 1000000000000");
+  }
+  if (count == 0) {
+    return Fail(ErrorCode::kInvalidArgument,
+                quoted + " is not a rate: the count must be at least 1 "
+                         "(leave the key out for no limit)");
+  }
+  for (const RateUnit& unit : kRateUnits) {
+    if (unit.name == unit_text) return Rate{count, unit.per};
+  }
+  return Fail(ErrorCode::kInvalidArgument,
+              quoted + " is not a rate: unknown unit \"" + std::string(unit_text) +
+                  "\" (use s, sec, min, minute, h, hour, d or day)");
+}
+
+std::string FormatRate(const Rate& rate) {
+  for (const RateUnit& unit : kRateUnits) {
+    if (unit.per == rate.per) return std::to_string(rate.count) + "/" + std::string(unit.name);
+  }
+  return std::to_string(rate.count) + " per " + FormatDuration(rate.per);
+}
+
 }  // namespace hikyaku::config

@@ -5,6 +5,9 @@
 // accepted as the same values. Spelling is exact: "25mb" and "25 MB" are
 // errors, so a typo cannot change a value by a factor of 1000.
 //
+// Rates ("300/min", "5/s", "10000/h", "200000/d"; also /sec, /minute,
+// /hour, /day): a whole count of at least 1, a slash, a unit, no spaces.
+//
 // Thread-safety: pure functions.
 #pragma once
 
@@ -14,6 +17,7 @@
 
 #include "base/clock.h"
 #include "base/error.h"
+#include "config/config.h"
 
 namespace hikyaku::config {
 
@@ -25,5 +29,10 @@ Result<uint64_t> ParseSize(std::string_view text);
 // "25MB", FormatDuration(90s) is "1m30s". ParseX(FormatX(v)) == v.
 std::string FormatSize(uint64_t bytes);
 std::string FormatDuration(Duration duration);
+
+// kInvalidArgument naming the bad part (count, unit, or the missing '/').
+Result<Rate> ParseRate(std::string_view text);
+// "300/min": the count and the unit spelled short (s, min, h, d).
+std::string FormatRate(const Rate& rate);
 
 }  // namespace hikyaku::config

@@ -76,5 +76,42 @@ TEST(FormatTest, RoundTrips) {
   }
 }
 
+TEST(ParseRateTest, AcceptsEachUnitSpelling) {
+  EXPECT_EQ(ParseRate("300/min").value(), (Rate{300, minutes(1)}));
+  EXPECT_EQ(ParseRate("300/minute").value(), (Rate{300, minutes(1)}));
+  EXPECT_EQ(ParseRate("5/s").value(), (Rate{5, seconds(1)}));
+  EXPECT_EQ(ParseRate("5/sec").value(), (Rate{5, seconds(1)}));
+  EXPECT_EQ(ParseRate("10000/h").value(), (Rate{10000, hours(1)}));
+  EXPECT_EQ(ParseRate("10000/hour").value(), (Rate{10000, hours(1)}));
+  EXPECT_EQ(ParseRate("200000/d").value(), (Rate{200000, hours(24)}));
+  EXPECT_EQ(ParseRate("200000/day").value(), (Rate{200000, hours(24)}));
+}
+
+TEST(ParseRateTest, PerSecondAndFormat) {
+  EXPECT_DOUBLE_EQ(ParseRate("300/min")->PerSecond(), 5.0);
+  EXPECT_DOUBLE_EQ(ParseRate("7200/h")->PerSecond(), 2.0);
+  EXPECT_DOUBLE_EQ(Rate{}.PerSecond(), 0.0);
+  EXPECT_EQ(FormatRate(ParseRate("300/minute").value()), "300/min");
+  EXPECT_EQ(FormatRate(ParseRate("2/day").value()), "2/d");
+}
+
+TEST(ParseRateTest, ErrorsNameTheBadPart) {
+  EXPECT_EQ(ParseRate("300").error().message(),
+            "\"300\" is not a rate: missing \"/UNIT\"; write e.g. \"300/min\"");
+  EXPECT_EQ(ParseRate("300/mn").error().message(),
+            "\"300/mn\" is not a rate: unknown unit \"mn\" (use s, sec, min, minute, h, hour, d "
+            "or day)");
+  EXPECT_EQ(ParseRate("3x/min").error().message(),
+            "\"3x/min\" is not a rate: the count \"3x\" is not a whole number from 1 to "
+            "1000000000000");
+  EXPECT_EQ(ParseRate("0/min").error().message(),
+            "\"0/min\" is not a rate: the count must be at least 1 (leave the key out for no "
+            "limit)");
+  for (std::string_view text : {"/min", "300/", "300 /min", "300/ min", "1.5/s", "-1/s", "300/MIN",
+                                "300/m", "99999999999999999999/s"}) {
+    EXPECT_FALSE(ParseRate(text).has_value()) << text;
+  }
+}
+
 }  // namespace
 }  // namespace hikyaku::config
