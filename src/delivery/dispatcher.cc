@@ -18,11 +18,14 @@
 #include "delivery/destinations.h"
 #include "delivery/outcome.h"
 #include "delivery/recipient_ledger.h"
+#include "delivery/shaping_options.h"
 #include "delivery/smtp_connection.h"
 #include "dns/resolver.h"
+#include "events/event_log.h"
 #include "queue/domain_table.h"
 #include "queue/host_health.h"
 #include "queue/site_assignment.h"
+#include "shaping/shaper.h"
 
 namespace hikyaku::delivery {
 
@@ -57,18 +60,66 @@ class Dispatcher::Impl : public std::enable_shared_from_this<Impl>, public Desti
         clock_(clock),
         scheduler_(queue::SchedulerOptions::FromConfig(config, std::random_device{}()), clock.Now()),
         health_(config.delivery),
+        shaper_(ShaperConfigFrom(config), clock.Now()),
         ledger_(spool, events, clock),
         spool_(spool),
+        events_(events),
         wake_(io) {
+    destinations_ = std::make_shared<Destinations>(resolver, domains_, scheduler_.retry_policy(), *this, clock);
+    if (config.delivery.starttls == config::StartTlsPolicy::kOpportunistic) tls_ = MakeOpportunisticTlsContext();
+    ApplyTables(config);
+  }
+
+  // The parts of a configuration that may change at run time (reload):
+  // site assignment and limits, sources and their bind addresses, pools,
+  // tenants, reply rules. Learned shaping state is kept by name.
+  void ApplyTables(const config::Config& config) {
     std::vector<queue::NamedSite> named;
+    site_configs_.clear();
     for (const auto& site : config.sites) {
       named.push_back({site.name, site.mx_patterns});
       site_configs_.emplace(site.name, site);
     }
     assignment_ = queue::SiteAssignment(std::move(named));
-    destinations_ = std::make_shared<Destinations>(resolver, domains_, scheduler_.retry_policy(), *this, clock);
-    if (config.delivery.starttls == config::StartTlsPolicy::kOpportunistic) tls_ = MakeOpportunisticTlsContext();
     options_ = ConnectionOptions::FromConfig(config.delivery, config.server.hostname, tls_.get());
+    source_options_.clear();
+    for (const auto& source : config.sources) {
+      ConnectionOptions o = options_;
+      o.helo_name = source.helo_name.empty() ? options_.helo_name : source.helo_name;
+      o.source_address.reset();
+      if (source.address) {
+        boost::system::error_code ec;
+        auto address = asio::ip::make_address(source.address->ToString(), ec);
+        if (!ec) o.source_address = address;  // config validated it already
+      }
+      source_options_.push_back(std::move(o));
+    }
+    reply_rules_ = ReplyRulesFrom(config);
+    tenant_pools_.clear();
+    tenant_weights_.clear();
+    for (const auto& t : config.tenants) {
+      tenant_pools_[t.name] = t.pool;
+      tenant_weights_[t.name] = t.weight;
+    }
+    default_pool_name_ = config.delivery.pool.empty() ? "default" : config.delivery.pool;
+  }
+
+  void Apply(std::shared_ptr<const config::Config> config) {
+    delivery_ = config->delivery;
+    idle_timeout_ = config->delivery.idle_timeout;
+    shaper_.Configure(ShaperConfigFrom(*config), clock_.Now());
+    ApplyTables(*config);
+    // Existing sites take their new limits; new ones are made with them.
+    scheduler_.ForEachSite([&](const queue::Site& site) {
+      const config::SiteConfig* sc = nullptr;
+      if (auto it = site_configs_.find(site.key()); it != site_configs_.end()) sc = &it->second;
+      pending_limits_.emplace_back(site.id(), queue::SiteLimits::FromConfig(delivery_, sc));
+    });
+    for (const auto& [id, limits] : pending_limits_) scheduler_.SetLimits(id, limits);
+    pending_limits_.clear();
+    for (auto& [id, info] : sites_) starved_.insert(id);  // look at every site again
+    DrainShapingEvents();
+    SchedulePump();
   }
 
   // --- Arrival ---------------------------------------------------------------
@@ -153,7 +204,9 @@ class Dispatcher::Impl : public std::enable_shared_from_this<Impl>, public Desti
   struct Where {
     std::string mx;
     std::string mx_ip;
+    std::string source;  // its name
     std::string source_ip;
+    std::string pool;
   };
 
   AttemptContext ContextFor(SiteId site, const QueuedRecipient& q, std::string_view recipient,
@@ -166,8 +219,8 @@ class Dispatcher::Impl : public std::enable_shared_from_this<Impl>, public Desti
     if (where) {
       c.mx = where->mx;
       c.mx_ip = where->mx_ip;
-      c.source = "default";  // the implicit source until [[source]] (shaping) is wired
-      c.pool = "default";
+      c.source = where->source;
+      c.pool = where->pool;
       c.source_ip = where->source_ip;
     }
     return c;
@@ -244,6 +297,8 @@ class Dispatcher::Impl : public std::enable_shared_from_this<Impl>, public Desti
     const TimePoint now = clock_.Now();
     scheduler_.Tick(now);
     destinations_->Tick(now);
+    shaper_.Tick(now);
+    DrainShapingEvents();
     std::unordered_set<uint32_t> seen;
     for (SiteId site : scheduler_.TakeActivatedSites())
       if (seen.insert(site.value).second) OpenConnections(site, now);
@@ -259,6 +314,8 @@ class Dispatcher::Impl : public std::enable_shared_from_this<Impl>, public Desti
     TimePoint next = now + std::chrono::seconds(1);
     if (auto w = scheduler_.NextWakeup()) next = std::min(next, *w);
     if (auto w = destinations_->NextWakeup()) next = std::min(next, *w);
+    if (auto w = shaper_.NextWakeup(now)) next = std::min(next, *w);
+    if (shaping_retry_at_ > now) next = std::min(next, shaping_retry_at_);
     wake_.expires_after(std::max(Duration(1), next - now));
     wake_.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
       if (!ec) self->Pump();
@@ -269,7 +326,8 @@ class Dispatcher::Impl : public std::enable_shared_from_this<Impl>, public Desti
     auto& info = sites_[site.value];
     const auto& s = scheduler_.site(site);
     const bool has_work = s.lane(Lane::kFresh).size() + s.lane(Lane::kRetry).size() > 0;
-    if (!has_work) {
+    if (!has_work || shaper_.SiteSuspended(s.key(), now)) {
+      // A suspended site holds no connection; Resume looks at it again.
       starved_.erase(site.value);
       return;
     }
@@ -282,16 +340,70 @@ class Dispatcher::Impl : public std::enable_shared_from_this<Impl>, public Desti
     }
     // Slow start: until one connection to the site got through, only one
     // tries — a blackhole costs one probing connection, not one per slot.
+    bool shaped = false;
     while (!(!info.proven && info.opening > 0)) {
       auto lane = scheduler_.ConnectionWanted(site, true);
       if (!lane) break;
+      // Where from: a source of the pool with headroom at this site (the
+      // shaper's answer), or no connection now.
+      auto source = PickSource(site, now);
+      if (!source) {
+        shaped = true;
+        break;
+      }
       scheduler_.ConnectionOpened(site, *lane);
+      shaper_.Opened(*source, s.key(), now);
       ++info.opening;
       ++connections_opened_;
-      asio::co_spawn(io_, RunConnection(shared_from_this(), site, *lane), asio::detached);
+      asio::co_spawn(io_, RunConnection(shared_from_this(), site, *lane, *source), asio::detached);
     }
-    if (scheduler_.ConnectionWanted(site, true)) starved_.insert(site.value);
+    if (shaped || scheduler_.ConnectionWanted(site, true)) starved_.insert(site.value);
     else starved_.erase(site.value);
+  }
+
+  // The pool whose sources the site's next connection uses, and the source.
+  std::optional<shaping::SourceId> PickSource(SiteId site, TimePoint now) {
+    const std::string& key = scheduler_.site(site).key();
+    auto pool = shaper_.FindPool(default_pool_name_);
+    if (!pool) pool = 0;
+    auto pick = shaper_.PickSource(*pool, key, now);
+    if (pick.source) return pick.source;
+    auto& info = sites_[site.value];
+    if (info.shaped_reason != pick.why_not) {
+      info.shaped_reason = pick.why_not;
+      spdlog::debug("delivery: {}: no connection now: {}", key, pick.why_not);
+    }
+    if (pick.retry_at != TimePoint::max()) shaping_retry_at_ = std::min(std::max(shaping_retry_at_, now), pick.retry_at);
+    return std::nullopt;
+  }
+
+  void DrainShapingEvents() {
+    for (const auto& e : shaper_.TakeEvents()) {
+      events::EventField extra[] = {
+          {"source", e.source},
+          {"site", e.site},
+          {"connections", e.new_connections},
+          {"old_connections", e.old_connections},
+          {"rate", e.new_rate},
+          {"old_rate", e.old_rate},
+          {"reason", e.reason},
+      };
+      events_.Write(events::Event{e.at, e.type, MessageId(), "", "", extra});
+      if (e.type == "shaping")
+        spdlog::info("shaping: {} -> {}: connections {} -> {}, rate {:.2f}/s -> {:.2f}/s: {}", e.source, e.site,
+                     e.old_connections, e.new_connections, e.old_rate, e.new_rate, e.reason);
+    }
+  }
+
+  // A source whose address cannot be bound: skipped for a while, loudly.
+  void SuspendSource(shaping::SourceId source, const Outcome& o) {
+    const auto& spec = shaper_.source(source);
+    const TimePoint now = clock_.Now();
+    shaper_.suspensions().Add({"", spec.name, ""}, now + kUnbindableSourcePause, "cannot bind: " + o.text, now);
+    events::EventField extra[] = {{"source", spec.name}, {"source_ip", spec.address}, {"reason", o.text}};
+    events_.Write(events::Event{now, "source_suspended", MessageId(), "", "", extra});
+    spdlog::error("delivery: source {} ({}) suspended for {}s: {}", spec.name, spec.address,
+                  std::chrono::duration_cast<std::chrono::seconds>(kUnbindableSourcePause).count(), o.text);
   }
 
   void WakeIdle(SiteId site) {
@@ -302,25 +414,61 @@ class Dispatcher::Impl : public std::enable_shared_from_this<Impl>, public Desti
 
   // --- One connection --------------------------------------------------------
 
-  static asio::awaitable<void> RunConnection(std::shared_ptr<Impl> self, SiteId site, Lane lane) {
-    co_await self->Converse(site, lane);
+  static asio::awaitable<void> RunConnection(std::shared_ptr<Impl> self, SiteId site, Lane lane,
+                                             shaping::SourceId source) {
+    co_await self->Converse(site, lane, source);
+    // Counted closed only now, with the socket gone: a per-source cap is
+    // never exceeded, not even for a moment during a reconnect.
     self->scheduler_.ConnectionClosed(site, lane);
+    self->shaper_.Closed(source, self->scheduler_.site(site).key());
     self->starved_.insert(site.value);  // a slot freed: look at the site again
     self->SchedulePump();
   }
 
-  asio::awaitable<void> Converse(SiteId site, Lane& lane) {
+  // The shaper's reading of one outcome of this (source, site) pair.
+  void Feed(shaping::SourceId source, const std::string& key, const Outcome& o) {
+    const TimePoint now = clock_.Now();
+    switch (o.pace) {
+      case Outcome::Pace::kNone:
+      case Outcome::Pace::kLocal:
+        break;
+      case Outcome::Pace::kThrottle:
+        shaper_.OnSignal(source, key, shaping::Signal::kThrottled, o.Summary(), now);
+        break;
+      case Outcome::Pace::kTooManyConnections:
+        shaper_.OnSignal(source, key, shaping::Signal::kTooManyConnections, o.Summary(), now);
+        break;
+      case Outcome::Pace::kConnectFailed:
+        shaper_.OnSignal(source, key, shaping::Signal::kConnectRefused, o.Summary(), now);
+        break;
+      case Outcome::Pace::kPause: {
+        const auto& name = shaper_.source(source).name;
+        const std::string reason = o.Summary();
+        shaper_.suspensions().Add({key, name, ""}, now + o.pause_for, "reply rule: " + reason, now);
+        events::EventField extra[] = {{"source", name}, {"site", key}, {"reason", reason},
+                                      {"seconds", std::chrono::duration_cast<std::chrono::seconds>(o.pause_for).count()}};
+        events_.Write(events::Event{now, "paused", MessageId(), "", "", extra});
+        break;
+      }
+    }
+    DrainShapingEvents();
+  }
+
+  asio::awaitable<void> Converse(SiteId site, Lane& lane, shaping::SourceId source) {
     SiteInfo& info = sites_[site.value];
+    const std::string key = scheduler_.site(site).key();
     const auto hosts = info.hosts;  // the answer may be refreshed while we talk
     std::unique_ptr<SmtpConnection> conn;
     Where where;
     std::vector<Outcome> failures;  // of the addresses tried, for D2
+    bool give_up = false;           // a reason not to try further hosts now
     for (const auto& host : hosts) {
+      if (give_up) break;
       const std::string health_key = HealthKey(host);
       if (!health_.Usable(health_key, clock_.Now())) continue;
       bool opened = false, answered = false;
       for (const auto& address : host.addresses) {
-        ConnectionOptions options = options_;
+        ConnectionOptions options = source_options_.at(source);
         if (no_tls_.count(address.to_string())) options.starttls = false;
         conn = std::make_unique<SmtpConnection>(io_.get_executor(), options);
         auto r = co_await conn->Open(asio::ip::tcp::endpoint(address, host.port));
@@ -332,13 +480,25 @@ class Dispatcher::Impl : public std::enable_shared_from_this<Impl>, public Desti
           where.source_ip = local.substr(0, local.rfind(':'));
           break;
         }
-        info.last_failure = r.error().Summary();
-        if (r.error().tls_failed) no_tls_.insert(address.to_string());  // opportunistic: next time in clear
-        // A host that answered with a permanent refusal is alive: it only
-        // refuses us (R6), which is no reason to stop probing it.
-        if (r.error().kind == Outcome::Kind::kBounced) answered = true;
-        failures.push_back(std::move(r.error()));
+        Outcome failure = std::move(r.error());
         conn.reset();
+        ApplyReplyRules(reply_rules_, key, failure);
+        Feed(source, key, failure);
+        if (failure.pace == Outcome::Pace::kLocal) {
+          // Our address, not their host: no host is to blame.
+          SuspendSource(source, failure);
+          give_up = answered = true;
+          break;
+        }
+        info.last_failure = failure.Summary();
+        if (failure.tls_failed) no_tls_.insert(address.to_string());  // opportunistic: next time in clear
+        // A host that answered is alive: a permanent refusal (R6) or "too
+        // many connections" from our source is no reason to stop probing it.
+        if (failure.kind == Outcome::Kind::kBounced) answered = true;
+        if (failure.pace == Outcome::Pace::kTooManyConnections || failure.pace == Outcome::Pace::kPause)
+          give_up = answered = true;  // the receiver limits this source: wait, don't hop to its other MX
+        failures.push_back(std::move(failure));
+        if (give_up) break;
       }
       if (opened) {
         health_.Success(health_key);
@@ -349,8 +509,8 @@ class Dispatcher::Impl : public std::enable_shared_from_this<Impl>, public Desti
     }
     --info.opening;
     if (!conn) {
-      info.proven = false;
-      if (!failures.empty()) {
+      if (!give_up) info.proven = false;
+      if (!failures.empty() && !give_up) {
         const Outcome verdict = ClassifyNoUsableHost(failures);
         if (verdict.kind == Outcome::Kind::kBounced) BounceRefused(site, lane, verdict);
       }
@@ -360,9 +520,14 @@ class Dispatcher::Impl : public std::enable_shared_from_this<Impl>, public Desti
     starved_.insert(site.value);
     SchedulePump();  // slow start is over: the site may open its other connections
 
-    const auto& limits = scheduler_.site(site).limits();
     asio::steady_timer idle(io_);
+    asio::steady_timer pace(io_);
+    const shaping::SiteShaping pair_limits = shaper_.LimitsFor(source, key);
+    where.source = shaper_.source(source).name;
+    where.pool = default_pool_name_;
     while (!stopped_) {
+      const TimePoint now = clock_.Now();
+      if (shaper_.SiteSuspended(key, now) || !shaper_.MaySend(source, key, "", 1, now)) break;
       auto work = scheduler_.WorkFor(site, lane);
       if (!work) {
         // Keep the connection a little for mail that is about to arrive.
@@ -376,8 +541,33 @@ class Dispatcher::Impl : public std::enable_shared_from_this<Impl>, public Desti
         continue;
       }
       lane = *work;
-      auto batch = scheduler_.TakeBatch(site, lane, limits.max_recipients_per_transaction);
+      const auto& limits = scheduler_.site(site).limits();
+      size_t max_rcpt = limits.max_recipients_per_transaction;
+      if (pair_limits.max_recipients_per_message) max_rcpt = std::min<size_t>(max_rcpt, pair_limits.max_recipients_per_message);
+      auto batch = scheduler_.TakeBatch(site, lane, max_rcpt);
       if (batch.empty()) break;
+      const auto n = static_cast<uint32_t>(batch.size());
+      // How fast: the pair's pacing. A short wait keeps the connection; a
+      // long one (or a warm-up cap) gives the batch back and closes it, so
+      // waiting mail holds no connection.
+      bool may_send = shaper_.MaySend(source, key, "", n, clock_.Now());
+      while (may_send && !shaper_.TrySend(source, key, n, clock_.Now())) {
+        const TimePoint at = shaper_.NextSend(source, key, n, clock_.Now());
+        if (at - clock_.Now() > idle_timeout_ || stopped_) {
+          may_send = false;
+          break;
+        }
+        pace.expires_after(std::max(Duration(1), at - clock_.Now()));
+        boost::system::error_code ec;
+        co_await pace.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+        if (stopped_) may_send = false;
+      }
+      if (!may_send) {
+        scheduler_.Requeue(site, batch, lane);
+        if (auto at = shaper_.NextSend(source, key, n, clock_.Now()); at > clock_.Now())
+          shaping_retry_at_ = std::min(std::max(shaping_retry_at_, clock_.Now()), at);
+        break;
+      }
       auto message = spool_.ReadMessage(batch.front().message);
       if (!message) {
         spdlog::error("delivery: cannot read message {}: {}", batch.front().message.ToString(),
@@ -397,11 +587,25 @@ class Dispatcher::Impl : public std::enable_shared_from_this<Impl>, public Desti
       tx.sender = message->sender;
       tx.content = &message->content;
       for (const auto& q : batch) tx.recipients.push_back(message->recipients.at(q.index));
+      shaper_.Sent(source, key, n, clock_.Now());
       auto outcomes = co_await conn->Send(tx);
-      for (size_t i = 0; i < batch.size(); ++i)
-        Apply(site, batch[i], outcomes[i], ContextFor(site, batch[i], tx.recipients[i], message->sender, &where));
+      uint32_t accepted = 0;
+      const Outcome* signal = nullptr;  // one pace signal per transaction
+      for (size_t i = 0; i < batch.size(); ++i) {
+        Outcome& o = outcomes[i];
+        ApplyReplyRules(reply_rules_, key, o);
+        if (o.delivered()) ++accepted;
+        if (o.pace != Outcome::Pace::kNone && !signal) signal = &o;
+        Apply(site, batch[i], o, ContextFor(site, batch[i], tx.recipients[i], message->sender, &where));
+      }
+      if (accepted) shaper_.Accepted(source, key, accepted, clock_.Now());
+      if (signal) Feed(source, key, *signal);
       if (!outcomes.empty()) scheduler_.SetLastReply(site, outcomes.back().Summary());
-      if (!conn->usable() || conn->transactions() >= limits.max_messages_per_connection) break;
+      uint32_t max_messages = limits.max_messages_per_connection;
+      if (pair_limits.max_messages_per_connection)
+        max_messages = std::min(max_messages, pair_limits.max_messages_per_connection);
+      if (!conn->usable() || conn->transactions() >= max_messages) break;
+      if (signal && signal->pace == Outcome::Pace::kPause) break;
     }
     if (conn->usable()) co_await conn->Quit();
   }
@@ -439,26 +643,39 @@ class Dispatcher::Impl : public std::enable_shared_from_this<Impl>, public Desti
     bool proven = false;   // a connection got through since the last total failure
     uint32_t opening = 0;  // connections between connect and EHLO
     std::string last_failure;
+    std::string shaped_reason;  // why the shaper last gave no source (logged once)
   };
+
+  // How long a source whose address cannot be bound is left out.
+  static constexpr Duration kUnbindableSourcePause = std::chrono::minutes(1);
 
   asio::io_context& io_;
   const bool hold_;
-  const Duration idle_timeout_;
-  const config::DeliveryConfig delivery_;  // site limit defaults
+  Duration idle_timeout_;
+  config::DeliveryConfig delivery_;  // site limit defaults
   const Clock& clock_;
   queue::Scheduler scheduler_;
   queue::HostHealth health_;
+  shaping::Shaper shaper_;
+  ReplyRules reply_rules_;
+  std::vector<ConnectionOptions> source_options_;  // by shaping::SourceId
+  std::unordered_map<std::string, std::string> tenant_pools_;  // tenant -> pool name
+  std::unordered_map<std::string, uint32_t> tenant_weights_;
+  std::string default_pool_name_;
+  std::vector<std::pair<SiteId, queue::SiteLimits>> pending_limits_;
   queue::DomainTable domains_;
   queue::SiteAssignment assignment_;
   std::unordered_map<std::string, config::SiteConfig> site_configs_;
   RecipientLedger ledger_;
   spool::Spool& spool_;
+  events::EventLog& events_;
   std::shared_ptr<Destinations> destinations_;
   std::unique_ptr<asio::ssl::context> tls_;
   ConnectionOptions options_;
   asio::steady_timer wake_;
   bool stopped_ = false;
   bool pump_posted_ = false;
+  TimePoint shaping_retry_at_;  // the shaper said: a source may have room then
   std::unordered_map<uint32_t, SiteInfo> sites_;
   std::unordered_set<uint32_t> starved_;
   std::unordered_set<std::string> no_tls_;

@@ -63,6 +63,23 @@
 //      after the last MX; any transient failure among them makes it
 //      deferred with the last transient outcome (another MX or a later try
 //      may work).
+//
+// Pace (what the shaper reads), set by Classify:
+//  P1  throttled in MAIL/RCPT/DATA/end of data: kThrottle (lower the rate).
+//  P2  421, or a throttling reply, to the banner or EHLO: kTooManyConnections
+//      (the receiver limits our connections: "421 too many connections").
+//  P3  connect refused or timed out: kConnectFailed (a weak connection signal:
+//      it may be the network).
+//  P4  cannot bind the source address (N5): kLocal; the dispatcher suspends
+//      that source for a while instead of failing each delivery.
+//
+// Reply rules (ApplyReplyRules), the operator's and the shipped ones:
+//  U1  The first rule whose code, enhanced prefix, text regex and site all
+//      match decides: throttle = deferred + P1 (whatever the code said:
+//      throttling is transient by definition); pause = deferred, kPause for
+//      its duration; bounce = bounced (class 5); defer = deferred (class 4);
+//      ignore = deferred or bounced as classified, but no pace signal (for
+//      replies the built-in R11 wrongly reads as throttling).
 //  D3  Every host of the site is down in the circuit breaker: deferred,
 //      4.4.1 (X.4.1 "no answer from host"), naming the last failure.
 #include "delivery/outcome.h"
@@ -215,7 +232,55 @@ Outcome Classify(ClientPhase phase, const smtp::Reply& reply) {
   if (o.kind == Outcome::Kind::kDelivered && o.enhanced[0] != '2') o.enhanced = "2.0.0";
 
   o.throttled = o.kind == Outcome::Kind::kDeferred && IsThrottlingReply(reply);  // R11
+  if (BeforeTransaction(phase) && (reply.code == 421 || o.throttled))  // P2
+    o.pace = Outcome::Pace::kTooManyConnections;
+  else if (o.throttled)  // P1
+    o.pace = Outcome::Pace::kThrottle;
   return o;
+}
+
+const ReplyRule* ApplyReplyRules(const ReplyRules& rules, std::string_view site, Outcome& o) {
+  if (o.code == 0) return nullptr;
+  for (const auto& rule : rules) {  // U1
+    if (rule.code && *rule.code != o.code) continue;
+    // "4.7." is a prefix, "4.7.28" an exact code.
+    if (!rule.enhanced.empty() &&
+        !(rule.enhanced.back() == '.' ? o.enhanced.starts_with(rule.enhanced) : o.enhanced == rule.enhanced))
+      continue;
+    if (!rule.site.empty() && rule.site != site) continue;
+    if (rule.match && !std::regex_search(o.text, *rule.match)) continue;
+    auto set_class = [&](Outcome::Kind kind, char cls) {
+      o.kind = kind;
+      if (!o.enhanced.empty()) o.enhanced[0] = cls;
+    };
+    switch (rule.action) {
+      case ReplyRule::Action::kThrottle:
+        set_class(Outcome::Kind::kDeferred, '4');
+        o.throttled = true;
+        if (o.pace != Outcome::Pace::kTooManyConnections) o.pace = Outcome::Pace::kThrottle;
+        break;
+      case ReplyRule::Action::kPause:
+        set_class(Outcome::Kind::kDeferred, '4');
+        o.throttled = true;
+        o.pace = Outcome::Pace::kPause;
+        o.pause_for = rule.duration.count() > 0 ? rule.duration : std::chrono::minutes(10);
+        break;
+      case ReplyRule::Action::kBounce:
+        set_class(Outcome::Kind::kBounced, '5');
+        o.throttled = false;
+        o.pace = Outcome::Pace::kNone;
+        break;
+      case ReplyRule::Action::kDefer:
+        set_class(Outcome::Kind::kDeferred, '4');
+        break;
+      case ReplyRule::Action::kIgnore:
+        o.throttled = false;
+        o.pace = Outcome::Pace::kNone;
+        break;
+    }
+    return &rule;
+  }
+  return nullptr;
 }
 
 Outcome Classify(const NetworkFailure& failure) {
@@ -224,11 +289,13 @@ Outcome Classify(const NetworkFailure& failure) {
   const std::string detail = failure.detail.empty() ? std::string() : ": " + failure.detail;
   switch (failure.error) {
     case NetworkError::kConnectRefused:  // N1
+      o.pace = Outcome::Pace::kConnectFailed;  // P3
       o.enhanced = "4.4.1";
       o.host_failure = true;
       o.text = "connect to " + failure.peer + ": Connection refused";
       break;
     case NetworkError::kConnectTimeout:
+      o.pace = Outcome::Pace::kConnectFailed;
       o.enhanced = "4.4.1";
       o.host_failure = true;
       o.text = "connect to " + failure.peer + ": Connection timed out";
@@ -262,6 +329,7 @@ Outcome Classify(const NetworkFailure& failure) {
                std::string(Doing(failure.phase)) + detail;
       break;
     case NetworkError::kLocal:  // N5
+      o.pace = Outcome::Pace::kLocal;  // P4
       o.enhanced = "4.3.0";
       o.text = "local error while connecting to " + failure.peer + detail;
       break;

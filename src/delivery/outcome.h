@@ -9,9 +9,14 @@
 // Thread-safety: pure functions on plain values.
 #pragma once
 
+#include <optional>
+#include <regex>
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
+
+#include "base/clock.h"
 
 #include "base/error.h"
 #include "smtp/client_session.h"
@@ -33,6 +38,18 @@ struct Outcome {
   bool throttled = false;
   // The STARTTLS handshake failed: the same host may be retried in clear.
   bool tls_failed = false;
+  // What the outcome says about the pace of this (source, site) pair, for
+  // the shaper (rules P1-P4 below Classify in outcome.cc).
+  enum class Pace : uint8_t {
+    kNone,
+    kThrottle,            // slow down: a throttling reply to MAIL/RCPT/DATA
+    kTooManyConnections,  // 421 / throttling reply at the greeting or EHLO
+    kConnectFailed,       // refused or timed-out connect
+    kLocal,               // our side: the source address cannot be bound
+    kPause,               // a reply rule says: stop this pair for pause_for
+  };
+  Pace pace = Pace::kNone;
+  Duration pause_for{};  // kPause only
   int code = 0;          // the SMTP reply code; 0 when no reply was received
   std::string enhanced;  // RFC 3463 code, from the reply or a default for its class
   std::string text;      // the server's text (lines joined by '\n'), or ours
@@ -82,6 +99,25 @@ Outcome ClassifyNoUsableHost(std::span<const Outcome> failures);
 // ... and a site none of whose hosts may be tried now (all down in the
 // circuit breaker). `last_failure` is the last connect failure seen, or "".
 Outcome ClassifyAllHostsDown(std::string_view site, std::string_view last_failure);
+
+// Reply rules ([[reply_rule]] and the shipped provider rules): the
+// operator's word on what a reply means, applied in order, first match
+// wins, after the built-in classification (ApplyReplyRules, rule U1).
+struct ReplyRule {
+  enum class Action : uint8_t { kThrottle, kPause, kBounce, kDefer, kIgnore };
+  std::optional<int> code;     // the reply code, e.g. 450
+  std::string enhanced;        // a prefix of the enhanced code, e.g. "4.7."
+  std::optional<std::regex> match;  // searched in the reply text (case-insensitive)
+  std::string site;            // only for this site; "" = every site
+  Action action = Action::kThrottle;
+  Duration duration{};         // kPause: how long (default 10 min)
+  std::string description;     // "providers.toml:12" or the rule's match, for reasons
+};
+using ReplyRules = std::vector<ReplyRule>;
+
+// Applies the first rule matching `o` (a reply: o.code != 0) for `site`.
+// Returns the rule applied, or null.
+const ReplyRule* ApplyReplyRules(const ReplyRules& rules, std::string_view site, Outcome& o);
 
 // True if the reply asks the sender to slow down (see Outcome::throttled).
 bool IsThrottlingReply(const smtp::Reply& reply);

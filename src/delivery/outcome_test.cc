@@ -291,5 +291,72 @@ TEST(OutcomeTest, AllHostsDownDefersNamingTheLastFailure) {
   EXPECT_EQ(ClassifyAllHostsDown("s", "").text, "all MX hosts of s are down");
 }
 
+// P1-P4
+TEST(OutcomeTest, PaceSignalsForTheShaper) {
+  EXPECT_EQ(Classify(ClientPhase::kRcpt, R(450, "4.7.1", "rate limited")).pace, Outcome::Pace::kThrottle);
+  EXPECT_EQ(Classify(ClientPhase::kRcpt, R(450, "4.2.0", "greylisted, try later")).pace, Outcome::Pace::kNone);
+  EXPECT_EQ(Classify(ClientPhase::kRcpt, R(451, "4.3.0", "temporary failure")).pace, Outcome::Pace::kNone);
+  EXPECT_EQ(Classify(ClientPhase::kBanner, R(421, "4.7.0", "Too many connections from 127.0.0.50")).pace,
+            Outcome::Pace::kTooManyConnections);
+  EXPECT_EQ(Classify(ClientPhase::kBanner, R(421, "", "service not available")).pace,
+            Outcome::Pace::kTooManyConnections);
+  NetworkFailure refused;
+  refused.error = NetworkError::kConnectRefused;
+  EXPECT_EQ(Classify(refused).pace, Outcome::Pace::kConnectFailed);
+  NetworkFailure local;
+  local.error = NetworkError::kLocal;
+  EXPECT_EQ(Classify(local).pace, Outcome::Pace::kLocal);
+}
+
+// U1
+TEST(OutcomeTest, ReplyRulesFirstMatchDecides) {
+  ReplyRules rules(4);
+  rules[0].code = 421;
+  rules[0].match = std::regex("TSS04", std::regex::icase);
+  rules[0].action = ReplyRule::Action::kPause;
+  rules[0].duration = std::chrono::hours(1);
+  rules[1].enhanced = "5.7.";
+  rules[1].site = "docomo";
+  rules[1].match = std::regex("temporarily", std::regex::icase);
+  rules[1].action = ReplyRule::Action::kThrottle;
+  rules[2].code = 550;
+  rules[2].match = std::regex("mailbox full", std::regex::icase);
+  rules[2].action = ReplyRule::Action::kDefer;
+  rules[3].enhanced = "4.7.";
+  rules[3].match = std::regex("not a rate", std::regex::icase);
+  rules[3].action = ReplyRule::Action::kIgnore;
+
+  Outcome yahoo = Classify(ClientPhase::kMail, R(421, "4.7.0", "[TSS04] Messages temporarily deferred"));
+  ASSERT_NE(ApplyReplyRules(rules, "yahoo", yahoo), nullptr);
+  EXPECT_EQ(yahoo.pace, Outcome::Pace::kPause);
+  EXPECT_EQ(yahoo.pause_for, std::chrono::hours(1));
+
+  Outcome carrier = Classify(ClientPhase::kRcpt, R(550, "5.7.1", "temporarily rejected"));
+  ASSERT_EQ(carrier.kind, Kind::kBounced);
+  Outcome elsewhere = carrier;
+  EXPECT_EQ(ApplyReplyRules(rules, "other", elsewhere), nullptr);  // site-scoped
+  EXPECT_EQ(elsewhere.kind, Kind::kBounced);
+  ASSERT_NE(ApplyReplyRules(rules, "docomo", carrier), nullptr);
+  EXPECT_EQ(carrier.kind, Kind::kDeferred);
+  EXPECT_EQ(carrier.enhanced, "4.7.1");
+  EXPECT_EQ(carrier.pace, Outcome::Pace::kThrottle);
+
+  Outcome full = Classify(ClientPhase::kRcpt, R(550, "5.2.2", "Mailbox full"));
+  ApplyReplyRules(rules, "any", full);
+  EXPECT_EQ(full.kind, Kind::kDeferred);
+  EXPECT_EQ(full.enhanced, "4.2.2");
+  EXPECT_EQ(full.pace, Outcome::Pace::kNone);
+
+  Outcome policy = Classify(ClientPhase::kRcpt, R(450, "4.7.1", "policy, not a rate limit"));
+  ASSERT_EQ(policy.pace, Outcome::Pace::kThrottle);
+  ApplyReplyRules(rules, "any", policy);
+  EXPECT_FALSE(policy.throttled);
+  EXPECT_EQ(policy.pace, Outcome::Pace::kNone);
+  EXPECT_EQ(policy.kind, Kind::kDeferred);
+
+  Outcome delivered = Classify(ClientPhase::kDataEnd, R(250, "2.0.0", "TSS04 ok"));
+  EXPECT_EQ(ApplyReplyRules(rules, "yahoo", delivered), nullptr);  // code 421 only
+}
+
 }  // namespace
 }  // namespace hikyaku::delivery

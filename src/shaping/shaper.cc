@@ -145,19 +145,16 @@ const Shaper::Pair* Shaper::FindPair(SourceId source, std::string_view site) con
 uint64_t Shaper::WarmupRoom(SourceId source, std::string_view site, TimePoint now) const {
   auto it = sources_.find(config_.sources[source].name);
   if (it == sources_.end()) return UINT64_MAX;
-  uint64_t room = it->second.overall ? it->second.overall->Room(now) : UINT64_MAX;
-  if (auto s = it->second.per_site.find(site); s != it->second.per_site.end()) room = std::min(room, s->second->Room(now));
-  return room;
+  // A per-site schedule replaces the source's own for that site.
+  if (auto s = it->second.per_site.find(site); s != it->second.per_site.end()) return s->second->Room(now);
+  return it->second.overall ? it->second.overall->Room(now) : UINT64_MAX;
 }
 
 TimePoint Shaper::WarmupOpening(SourceId source, std::string_view site, TimePoint now) const {
   auto it = sources_.find(config_.sources[source].name);
   if (it == sources_.end()) return now;
-  TimePoint at = now;
-  if (it->second.overall && it->second.overall->Room(now) == 0) at = std::max(at, it->second.overall->NextOpening(now));
-  if (auto s = it->second.per_site.find(site); s != it->second.per_site.end() && s->second->Room(now) == 0)
-    at = std::max(at, s->second->NextOpening(now));
-  return at;
+  if (auto s = it->second.per_site.find(site); s != it->second.per_site.end()) return s->second->NextOpening(now);
+  return it->second.overall ? it->second.overall->NextOpening(now) : now;
 }
 
 bool Shaper::SiteSuspended(std::string_view site, TimePoint now) const {
@@ -243,8 +240,10 @@ TimePoint Shaper::NextSend(SourceId source, std::string_view site, uint32_t n, T
 void Shaper::Sent(SourceId source, std::string_view site, uint32_t n, TimePoint now) {
   auto it = sources_.find(config_.sources[source].name);
   if (it == sources_.end()) return;
-  if (it->second.overall) it->second.overall->Count(n, now);
-  if (auto s = it->second.per_site.find(site); s != it->second.per_site.end()) s->second->Count(n, now);
+  if (auto s = it->second.per_site.find(site); s != it->second.per_site.end())
+    s->second->Count(n, now);
+  else if (it->second.overall)
+    it->second.overall->Count(n, now);
 }
 
 void Shaper::Accepted(SourceId source, std::string_view site, uint32_t n, TimePoint now) {

@@ -13,8 +13,8 @@
 // Source choice (PickSource): smooth weighted round robin over the pool's
 // sources that have headroom for the site now: not suspended (nor the site,
 // nor the pair), below the pair's connection limit and connection rate, and
-// with warm-up room left (the source's schedule, and its per-site schedule
-// if one is given for this site). A source without headroom is skipped, so
+// with warm-up room left (the source's schedule, or its per-site schedule
+// where one is given for this site: it replaces the general one there). A source without headroom is skipped, so
 // a capped source's mail flows to the pool's others; when none has room the
 // answer says when to ask again, and the mail waits holding no connection.
 //
@@ -83,8 +83,8 @@ struct LimitTable {
 };
 
 struct WarmupPlan {
-  WarmupSchedule schedule;                                      // all sites together
-  std::map<std::string, WarmupSchedule, std::less<>> per_site;  // extra caps for one site
+  WarmupSchedule schedule;                                      // every site without its own
+  std::map<std::string, WarmupSchedule, std::less<>> per_site;  // replaces `schedule` for one site
 };
 
 struct ShaperConfig {
