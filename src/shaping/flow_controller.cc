@@ -28,6 +28,9 @@ std::string Quote(std::string_view reply) {
   return "throttled: " + std::string(reply.substr(0, 120));
 }
 
+// See OnAccepted: replies in flight when the first throttle came.
+constexpr Duration kInFlightGrace = std::chrono::seconds(1);
+
 double BucketBurst(double rate, double seconds) { return rate <= 0 ? 0 : std::max(1.0, rate * seconds); }
 
 }  // namespace
@@ -51,6 +54,7 @@ FlowController::FlowController(const FlowLimits& limits, TimePoint now, const Fl
       period_start_(now),
       m_start_(now),
       m_last_throttle_(now),
+      m_window_start_(now),
       last_connection_signal_(now),
       last_refused_(now),
       send_bucket_(limits.max_message_rate, BucketBurst(limits.max_message_rate, tuning.send_burst_seconds), now),
@@ -158,6 +162,7 @@ bool FlowController::TrySend(uint32_t n, TimePoint now) {
   Tick(now);
   if (!send_bucket_.TryTake(n, now)) return false;
   if (state_ == State::kMeasuring) m_transactions_++;
+  if (state_ == State::kProbing) pr_transactions_++;
   return true;
 }
 
@@ -167,7 +172,12 @@ void FlowController::OnAccepted(uint32_t n, TimePoint now) {
   Tick(now);
   period_accepted_ += n;
   if (state_ == State::kMeasuring) {
-    m_accepted_ += n;
+    m_accepted_all_ += n;
+    // Replies to transactions sent before the first throttle are still
+    // arriving in the first moments; counting them would overestimate the
+    // receiver. After a second every reply is to a transaction sent while it
+    // was saturated.
+    if (now >= m_window_start_) m_accepted_ += n;
     AdvanceMeasurement(now);
   }
 }
@@ -179,13 +189,23 @@ void FlowController::OnSignal(Signal s, uint32_t open_connections, TimePoint now
     case Signal::kThrottled: {
       last_reply_ = std::string(reply);
       if (state_ == State::kProbing && estimate_ > 0 && learned_rate_ <= tuning_.revert_above * estimate_) {
-        // A small probe failed: what was measured still holds. One throttled
-        // reply per failed probe, and the next probe waits twice as long.
+        // A small probe: what was measured still holds if the probe fails.
+        // Failing takes a few throttles that are a real share of this step's
+        // transactions, so a stray 450 only delays the next step.
+        pr_throttles_++;
+        next_probe_at_ = now + tuning_.probe_interval;
+        if (pr_throttles_ < tuning_.probe_fail_throttles ||
+            static_cast<double>(pr_throttles_) < tuning_.probe_fail_fraction * static_cast<double>(pr_transactions_)) {
+          return;
+        }
         double probed = learned_rate_;
+        char detail[64];
+        std::snprintf(detail, sizeof detail, " (%llu of %llu transactions throttled)",
+                      static_cast<unsigned long long>(pr_throttles_), static_cast<unsigned long long>(pr_transactions_));
         hold_wait_ = std::min(hold_wait_ * 2, tuning_.hold_wait_max);
         learned_rate_ = std::max(tuning_.min_rate, tuning_.hold_fraction * estimate_);
         EnterHolding(now);
-        Report(now, Quote(reply) + "; probe at " + Rate(probed) + " failed; back to holding " +
+        Report(now, Quote(reply) + "; probe at " + Rate(probed) + " failed" + detail + "; back to holding " +
                         Rate(Capped(learned_rate_)) + " (accepted " + Rate(estimate_) +
                         " when last measured); next probe in " + Secs(hold_wait_));
         return;
@@ -253,7 +273,9 @@ void FlowController::StartMeasurement(TimePoint now) {
   m_start_ = now;
   m_last_throttle_ = now;
   m_checkpoint_ = std::chrono::seconds(1);
+  m_window_start_ = now + kInFlightGrace;
   m_accepted_ = 0;
+  m_accepted_all_ = 0;
   m_transactions_ = 0;
   m_throttles_ = 1;
   m_pacing_ = learned_rate_;  // unchanged for the first second
@@ -272,7 +294,7 @@ Duration FlowController::NoiseQuiet() const {
 }
 
 bool FlowController::Conclusive(TimePoint now) const {
-  Duration elapsed = now - m_start_;
+  Duration elapsed = now - m_window_start_;
   if (elapsed < tuning_.measure_min) return false;
   if (m_accepted_ < tuning_.measure_accepted && elapsed < tuning_.measure_patience) return false;
   if (m_throttles_ < tuning_.min_throttles) return false;
@@ -293,7 +315,9 @@ void FlowController::AdvanceMeasurement(TimePoint now) {
     // Throttles keep trickling in but never reach the fraction: start a fresh
     // window rather than averaging over ever older history.
     m_start_ = now;
+    m_window_start_ = now;
     m_accepted_ = 0;
+    m_accepted_all_ = 0;
     m_transactions_ = 0;
     m_throttles_ = 0;
     return;
@@ -302,19 +326,19 @@ void FlowController::AdvanceMeasurement(TimePoint now) {
     // Keep the receiver saturated (so what it accepts is its limit) without
     // flooding it. +3 keeps a low count (a slow receiver's first seconds)
     // from pacing at or under its limit, which would bias the estimate low.
-    double so_far = static_cast<double>(m_accepted_ + 3) / Seconds(elapsed);
+    double so_far = static_cast<double>(m_accepted_all_ + 3) / Seconds(elapsed);
     double pacing = std::max(tuning_.min_rate, tuning_.measure_pacing_factor * so_far);
     double before = Capped(learned_rate_);
     if (before > 0) pacing = std::min(pacing, before);
     m_pacing_ = pacing;
     m_checkpoint_ *= 2;
-    Report(now, Quote(last_reply_) + "; measuring: accepted " + Rate(static_cast<double>(m_accepted_) / Seconds(elapsed)) +
+    Report(now, Quote(last_reply_) + "; measuring: accepted " + Rate(static_cast<double>(m_accepted_all_) / Seconds(elapsed)) +
                     " over " + Secs(elapsed) + " while throttled; pacing " + Rate(Capped(pacing)));
   }
 }
 
 void FlowController::Conclude(TimePoint now) {
-  double elapsed = Seconds(now - m_start_);
+  double elapsed = Seconds(now - m_window_start_);
   double accepted = static_cast<double>(m_accepted_) / elapsed;
   double target = std::max(tuning_.min_rate, tuning_.hold_fraction * accepted);
   double before = Capped(learned_rate_);
@@ -361,6 +385,8 @@ void FlowController::ProbeStep(TimePoint now) {
   Duration quiet = state_ == State::kHolding ? hold_wait_ : tuning_.probe_interval;
   state_ = State::kProbing;
   next_probe_at_ = now + tuning_.probe_interval;
+  pr_transactions_ = 0;
+  pr_throttles_ = 0;
   ResetPeriod(now);
   Report(now, "quiet for " + Secs(quiet) + " at " + Rate(Capped(current)) + ": probing up to " + Rate(rate()));
 }

@@ -20,7 +20,9 @@
 //              after >= measure_min and >= measure_accepted recipients (or
 //              measure_patience) if >= min_throttles throttles arrived and
 //              they are >= min_throttle_fraction of the transactions sent:
-//              estimate E = accepted / elapsed. Otherwise, when throttles
+//              estimate E = accepted / elapsed, both counted from one second
+//              after the first throttle (replies already in flight then were
+//              sent before the receiver was saturated). Otherwise, when throttles
 //              stop (no throttle for noise_quiet, longer at low rates) it is
 //              noise — a stray 450 — and is cancelled without any change.
 //   holding    Rate = hold_fraction x E (96 %). After hold_wait without a
@@ -29,10 +31,13 @@
 //   probing    + probe_step (3 %) per probe_interval of quiet use. Beyond
 //              fast_probe_above x E the steps double (up to probe_step_max)
 //              so a receiver that relaxed is found within minutes. A throttle
-//              at a small probe (rate <= revert_above x E) goes straight back
-//              to holding at 96 % of E and doubles hold_wait (up to
-//              hold_wait_max): one throttled reply per failed probe. A
-//              throttle far above E means the receiver changed: measure again.
+//              delays the next step by probe_interval. At a small probe
+//              (rate <= revert_above x E) probe_fail_throttles (3) throttles
+//              that are >= probe_fail_fraction (2 %) of the step's
+//              transactions fail it: straight back to holding at 96 % of E,
+//              and hold_wait doubles (up to hold_wait_max) — three throttled
+//              replies per failed probe. A throttle far above E means the receiver changed:
+//              measure again.
 //
 // Stray throttles (a few per thousand at a rate well under the limit) thus
 // never change the rate: they cannot reach min_throttle_fraction; a cluster
@@ -91,11 +96,13 @@ std::string_view SignalName(Signal s);
 struct FlowTuning {
   double hold_fraction = 0.96;
   Duration measure_min = std::chrono::seconds(10);
-  uint32_t measure_accepted = 50;
-  Duration measure_patience = std::chrono::seconds(30);  // conclude with fewer accepted
+  uint32_t measure_accepted = 100;
+  Duration measure_patience = std::chrono::seconds(60);  // conclude with fewer accepted
   Duration measure_max = std::chrono::minutes(5);        // an inconclusive window restarts
-  uint32_t min_throttles = 4;
-  double min_throttle_fraction = 0.02;
+  uint32_t min_throttles = 6;
+  double min_throttle_fraction = 0.03;
+  uint32_t probe_fail_throttles = 3;  // at one probe step, and
+  double probe_fail_fraction = 0.02;  // of that step's transactions
   Duration noise_quiet = std::chrono::seconds(10);
   double measure_pacing_factor = 1.5;
   Duration hold_wait = std::chrono::seconds(30);
@@ -104,7 +111,7 @@ struct FlowTuning {
   double probe_step = 0.03;
   double probe_step_max = 0.25;
   double fast_probe_above = 1.25;
-  double revert_above = 1.30;
+  double revert_above = 1.50;
   double binding_fraction = 0.8;
   double min_rate = 0.05;                   // recipients/s: never stop completely
   double send_burst_seconds = 1.0;          // pacing bucket holds this much of the rate
@@ -197,12 +204,16 @@ class FlowController {
   TimePoint next_probe_at_;  // probing
   TimePoint period_start_;   // accepted since then, for Binding()
   uint64_t period_accepted_ = 0;
+  uint64_t pr_transactions_ = 0;  // at the current probe step
+  uint64_t pr_throttles_ = 0;
 
   // The current measurement.
   TimePoint m_start_;
   TimePoint m_last_throttle_;
   Duration m_checkpoint_{};
-  uint64_t m_accepted_ = 0;
+  TimePoint m_window_start_;  // accepted counted from here (1 s after m_start_)
+  uint64_t m_accepted_ = 0;      // since m_window_start_: the estimate
+  uint64_t m_accepted_all_ = 0;  // since m_start_: for pacing only
   uint64_t m_transactions_ = 0;
   uint64_t m_throttles_ = 0;
   double m_pacing_ = 0;  // 0 = unlimited

@@ -50,7 +50,10 @@ class SimReceiver {
     }
     if (options_.per_minute > 0 && !bucket_.TryTake(1, now)) return Reply::kRateLimited;
     double u = uniform_(rng_);
-    if (u < options_.random_tempfail) return Reply::kTempfail;
+    if (u < options_.random_tempfail) {
+      tempfails_++;
+      return Reply::kTempfail;
+    }
     if (u < options_.random_tempfail + options_.stray_throttle) return Reply::kStrayThrottle;
     return Reply::kAccepted;
   }
@@ -63,6 +66,7 @@ class SimReceiver {
     bucket_.SetRate(per_minute / 60.0, std::max(1.0, per_minute), now);
   }
   double per_second() const { return options_.per_minute / 60.0; }
+  uint64_t tempfails() const { return tempfails_; }
 
  private:
   SimReceiverOptions options_;
@@ -70,6 +74,7 @@ class SimReceiver {
   std::mt19937_64 rng_;
   std::uniform_real_distribution<double> uniform_{0.0, 1.0};
   bool greylisted_ = false;
+  uint64_t tempfails_ = 0;
 };
 
 struct SimSenderOptions {
@@ -88,6 +93,7 @@ struct SimSecond {
   uint32_t opened = 0;
   uint32_t max_open = 0;
   double max_rate = 0;  // highest controller.rate() seen (0 = unlimited)
+  double min_rate = 0;  // lowest controller.rate() seen; 0 = none seen or unlimited
   bool rate_unlimited = false;
   uint32_t max_allowed_connections = 0;
 };
@@ -129,6 +135,7 @@ class Simulation {
       s.opened += x.opened;
       s.max_open = std::max(s.max_open, x.max_open);
       s.max_rate = std::max(s.max_rate, x.max_rate);
+      if (x.min_rate > 0) s.min_rate = s.min_rate > 0 ? std::min(s.min_rate, x.min_rate) : x.min_rate;
       s.rate_unlimited = s.rate_unlimited || x.rate_unlimited;
       s.max_allowed_connections = std::max(s.max_allowed_connections, x.max_allowed_connections);
     }
@@ -167,6 +174,7 @@ class Simulation {
     double r = controller_.rate();
     if (r <= 0) s.rate_unlimited = true;
     s.max_rate = std::max(s.max_rate, r);
+    if (r > 0) s.min_rate = s.min_rate > 0 ? std::min(s.min_rate, r) : r;
     s.max_allowed_connections = std::max(s.max_allowed_connections, controller_.connections());
   }
 
