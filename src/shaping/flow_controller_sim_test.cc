@@ -237,7 +237,11 @@ TEST(FlowControllerSimTest, LearnsTheReceiversConnectionLimit) {
 }  // namespace
 }  // namespace hikyaku::shaping
 namespace hikyaku::shaping {
-TEST(FlowControllerSimDebug, DISABLED_Timeline) {
+// Not a check: prints one run's Changes and 10 s counters, for studying the
+// algorithm (README.md shows how to run it). Environment: PM (receiver's
+// per-minute limit, 0 = none), CAP (max_message_rate), STRAY, MAXC (receiver's
+// connection limit), K (sender connections), MIN (minutes), SEED.
+TEST(FlowControllerSimTimeline, DISABLED_Print) {
   double per_minute = std::getenv("PM") ? std::atof(std::getenv("PM")) : 300;
   double cap = std::getenv("CAP") ? std::atof(std::getenv("CAP")) : 0;
   FlowController fc(FlowLimits{20, cap, 0}, kStart);
