@@ -37,10 +37,14 @@ double BucketBurst(double rate, double seconds) { return rate <= 0 ? 0 : std::ma
 
 std::string_view SignalName(Signal s) {
   switch (s) {
-    case Signal::kThrottled: return "throttled";
-    case Signal::kTooManyConnections: return "too many connections";
-    case Signal::kConnectRefused: return "connect refused";
-    case Signal::kClosedIdle: return "closed idle connection";
+    case Signal::kThrottled:
+      return "throttled";
+    case Signal::kTooManyConnections:
+      return "too many connections";
+    case Signal::kConnectRefused:
+      return "connect refused";
+    case Signal::kClosedIdle:
+      return "closed idle connection";
   }
   return "?";
 }
@@ -57,7 +61,8 @@ FlowController::FlowController(const FlowLimits& limits, TimePoint now, const Fl
       m_window_start_(now),
       last_connection_signal_(now),
       last_refused_(now),
-      send_bucket_(limits.max_message_rate, BucketBurst(limits.max_message_rate, tuning.send_burst_seconds), now),
+      send_bucket_(limits.max_message_rate, BucketBurst(limits.max_message_rate, tuning.send_burst_seconds),
+                   now),
       connection_bucket_(limits.max_connection_rate, BucketBurst(limits.max_connection_rate, 1.0), now) {
   reported_connections_ = connections();
   reported_rate_ = rate();
@@ -75,7 +80,9 @@ uint32_t FlowController::connections() const {
   return learned_connections_;
 }
 
-double FlowController::rate() const { return Capped(state_ == State::kMeasuring ? m_pacing_ : learned_rate_); }
+double FlowController::rate() const {
+  return Capped(state_ == State::kMeasuring ? m_pacing_ : learned_rate_);
+}
 
 void FlowController::Report(TimePoint now, std::string reason) {
   uint32_t c = connections();
@@ -92,8 +99,10 @@ std::vector<FlowController::Change> FlowController::TakeChanges() { return std::
 void FlowController::SetLimits(const FlowLimits& limits, TimePoint now) {
   limits_ = limits;
   // Learned state above a cap would be meaningless: clamp it.
-  if (limits_.max_message_rate > 0 && learned_rate_ > limits_.max_message_rate) learned_rate_ = limits_.max_message_rate;
-  if (limits_.max_connections > 0 && learned_connections_ >= limits_.max_connections) learned_connections_ = 0;
+  if (limits_.max_message_rate > 0 && learned_rate_ > limits_.max_message_rate)
+    learned_rate_ = limits_.max_message_rate;
+  if (limits_.max_connections > 0 && learned_connections_ >= limits_.max_connections)
+    learned_connections_ = 0;
   connection_bucket_.SetRate(limits_.max_connection_rate, BucketBurst(limits_.max_connection_rate, 1.0), now);
   Report(now, "configuration reloaded: caps " + std::to_string(limits_.max_connections) + " connections, " +
                   Rate(limits_.max_message_rate));
@@ -152,7 +161,8 @@ void FlowController::RecoverConnections(TimePoint now) {
   last_connection_signal_ = now;
   std::string reason = "no connection signal for " + Secs(tuning_.conn_recover_quiet) + ": allowing " +
                        std::to_string(learned_connections_) + " connections";
-  if (limits_.max_connections > 0 && learned_connections_ >= limits_.max_connections) learned_connections_ = 0;
+  if (limits_.max_connections > 0 && learned_connections_ >= limits_.max_connections)
+    learned_connections_ = 0;
   Report(now, std::move(reason));
 }
 
@@ -166,7 +176,9 @@ bool FlowController::TrySend(uint32_t n, TimePoint now) {
   return true;
 }
 
-TimePoint FlowController::NextSend(uint32_t n, TimePoint now) const { return send_bucket_.WhenAvailable(n, now); }
+TimePoint FlowController::NextSend(uint32_t n, TimePoint now) const {
+  return send_bucket_.WhenAvailable(n, now);
+}
 
 void FlowController::OnAccepted(uint32_t n, TimePoint now) {
   Tick(now);
@@ -195,13 +207,15 @@ void FlowController::OnSignal(Signal s, uint32_t open_connections, TimePoint now
         pr_throttles_++;
         next_probe_at_ = now + tuning_.probe_interval;
         if (pr_throttles_ < tuning_.probe_fail_throttles ||
-            static_cast<double>(pr_throttles_) < tuning_.probe_fail_fraction * static_cast<double>(pr_transactions_)) {
+            static_cast<double>(pr_throttles_) <
+                tuning_.probe_fail_fraction * static_cast<double>(pr_transactions_)) {
           return;
         }
         double probed = learned_rate_;
         char detail[64];
         std::snprintf(detail, sizeof detail, " (%llu of %llu transactions throttled)",
-                      static_cast<unsigned long long>(pr_throttles_), static_cast<unsigned long long>(pr_transactions_));
+                      static_cast<unsigned long long>(pr_throttles_),
+                      static_cast<unsigned long long>(pr_transactions_));
         hold_wait_ = std::min(hold_wait_ * 2, tuning_.hold_wait_max);
         learned_rate_ = std::max(tuning_.min_rate, tuning_.hold_fraction * estimate_);
         EnterHolding(now);
@@ -298,7 +312,8 @@ bool FlowController::Conclusive(TimePoint now) const {
   if (elapsed < tuning_.measure_min) return false;
   if (m_accepted_ < tuning_.measure_accepted && elapsed < tuning_.measure_patience) return false;
   if (m_throttles_ < tuning_.min_throttles) return false;
-  return static_cast<double>(m_throttles_) >= tuning_.min_throttle_fraction * static_cast<double>(m_transactions_);
+  return static_cast<double>(m_throttles_) >=
+         tuning_.min_throttle_fraction * static_cast<double>(m_transactions_);
 }
 
 void FlowController::AdvanceMeasurement(TimePoint now) {
@@ -332,8 +347,9 @@ void FlowController::AdvanceMeasurement(TimePoint now) {
     if (before > 0) pacing = std::min(pacing, before);
     m_pacing_ = pacing;
     m_checkpoint_ *= 2;
-    Report(now, Quote(last_reply_) + "; measuring: accepted " + Rate(static_cast<double>(m_accepted_all_) / Seconds(elapsed)) +
-                    " over " + Secs(elapsed) + " while throttled; pacing " + Rate(Capped(pacing)));
+    Report(now, Quote(last_reply_) + "; measuring: accepted " +
+                    Rate(static_cast<double>(m_accepted_all_) / Seconds(elapsed)) + " over " + Secs(elapsed) +
+                    " while throttled; pacing " + Rate(Capped(pacing)));
   }
 }
 
@@ -350,17 +366,18 @@ void FlowController::Conclude(TimePoint now) {
   learned_rate_ = target;
   char detail[96];
   std::snprintf(detail, sizeof detail, " (%llu of %llu transactions throttled over %.0fs)",
-                static_cast<unsigned long long>(m_throttles_), static_cast<unsigned long long>(m_transactions_),
-                elapsed);
+                static_cast<unsigned long long>(m_throttles_),
+                static_cast<unsigned long long>(m_transactions_), elapsed);
   EnterHolding(now);
-  Report(now, Quote(last_reply_) + "; accepted " + Rate(accepted) + " while throttled" + detail + "; holding " +
-                  Rate(rate()));
+  Report(now, Quote(last_reply_) + "; accepted " + Rate(accepted) + " while throttled" + detail +
+                  "; holding " + Rate(rate()));
 }
 
 void FlowController::Cancel(TimePoint now) {
   char detail[96];
   std::snprintf(detail, sizeof detail, "%llu of %llu transactions throttled",
-                static_cast<unsigned long long>(m_throttles_), static_cast<unsigned long long>(m_transactions_));
+                static_cast<unsigned long long>(m_throttles_),
+                static_cast<unsigned long long>(m_transactions_));
   state_ = before_measuring_;
   if (state_ == State::kHolding) quiet_since_ = m_last_throttle_;
   if (state_ == State::kProbing) next_probe_at_ = now + tuning_.probe_interval;
@@ -378,7 +395,8 @@ void FlowController::ProbeStep(TimePoint now) {
     return;
   }
   bool fast = estimate_ > 0 && current >= tuning_.fast_probe_above * estimate_;
-  double step = fast ? std::min(tuning_.probe_step_max, std::max(tuning_.probe_step, last_step_) * 2) : tuning_.probe_step;
+  double step = fast ? std::min(tuning_.probe_step_max, std::max(tuning_.probe_step, last_step_) * 2)
+                     : tuning_.probe_step;
   last_step_ = step;
   learned_rate_ = current * (1 + step);
   if (cap > 0) learned_rate_ = std::min(learned_rate_, cap);
@@ -388,16 +406,25 @@ void FlowController::ProbeStep(TimePoint now) {
   pr_transactions_ = 0;
   pr_throttles_ = 0;
   ResetPeriod(now);
-  Report(now, "quiet for " + Secs(quiet) + " at " + Rate(Capped(current)) + ": probing up to " + Rate(rate()));
+  Report(now,
+         "quiet for " + Secs(quiet) + " at " + Rate(Capped(current)) + ": probing up to " + Rate(rate()));
 }
 
 FlowController::View FlowController::view() const {
   View v;
   switch (state_) {
-    case State::kOpen: v.state = "open"; break;
-    case State::kMeasuring: v.state = "measuring"; break;
-    case State::kHolding: v.state = "holding"; break;
-    case State::kProbing: v.state = "probing"; break;
+    case State::kOpen:
+      v.state = "open";
+      break;
+    case State::kMeasuring:
+      v.state = "measuring";
+      break;
+    case State::kHolding:
+      v.state = "holding";
+      break;
+    case State::kProbing:
+      v.state = "probing";
+      break;
   }
   v.last_signal = last_signal_;
   v.last_reply = last_reply_;

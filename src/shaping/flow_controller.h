@@ -113,8 +113,8 @@ struct FlowTuning {
   double fast_probe_above = 1.25;
   double revert_above = 1.50;
   double binding_fraction = 0.8;
-  double min_rate = 0.05;                   // recipients/s: never stop completely
-  double send_burst_seconds = 1.0;          // pacing bucket holds this much of the rate
+  double min_rate = 0.05;           // recipients/s: never stop completely
+  double send_burst_seconds = 1.0;  // pacing bucket holds this much of the rate
   Duration conn_recover_quiet = std::chrono::minutes(5);
   Duration refused_spacing = std::chrono::seconds(10);
 };
@@ -163,10 +163,10 @@ class FlowController {
 
   // Operator view.
   struct View {
-    std::string_view state;  // "open", "measuring", "holding", "probing"
-    TimePoint last_signal;   // epoch if none
-    std::string last_reply;  // of the last kThrottled
-    double estimate = 0;     // last measured accepted rate while throttled; 0 = none
+    std::string_view state;            // "open", "measuring", "holding", "probing"
+    TimePoint last_signal;             // epoch if none
+    std::string last_reply;            // of the last kThrottled
+    double estimate = 0;               // last measured accepted rate while throttled; 0 = none
     uint32_t learned_connections = 0;  // 0 = none
     uint32_t connections = 0;
     double rate = 0;
@@ -211,7 +211,7 @@ class FlowController {
   TimePoint m_start_;
   TimePoint m_last_throttle_;
   Duration m_checkpoint_{};
-  TimePoint m_window_start_;  // accepted counted from here (1 s after m_start_)
+  TimePoint m_window_start_;     // accepted counted from here (1 s after m_start_)
   uint64_t m_accepted_ = 0;      // since m_window_start_: the estimate
   uint64_t m_accepted_all_ = 0;  // since m_start_: for pacing only
   uint64_t m_transactions_ = 0;

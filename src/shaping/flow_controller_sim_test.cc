@@ -25,10 +25,10 @@ using testing::Simulation;
 const TimePoint kStart = FromUnixMillis(1'796'601'600'000);
 
 struct Converged {
-  double achieved = 0;       // accepted/s over [60 s, end)
-  double fraction = 0;       // of the receiver's rate
-  double throttled = 0;      // share of attempts throttled over [60 s, end)
-  int64_t reached90_at = -1; // first second from which the 10 s average stays >= 90 %
+  double achieved = 0;        // accepted/s over [60 s, end)
+  double fraction = 0;        // of the receiver's rate
+  double throttled = 0;       // share of attempts throttled over [60 s, end)
+  int64_t reached90_at = -1;  // first second from which the 10 s average stays >= 90 %
 };
 
 // "Sustained" is judged over one-minute windows: at 1/s a shorter window
@@ -41,7 +41,8 @@ int64_t Sustained90From(const Simulation& sim, double rate, int64_t from, int64_
   int64_t w = WindowFor(rate);
   for (int64_t t = from; t + w <= to; ++t) {
     bool ok = true;
-    for (int64_t u = t; u + w <= to && ok; u += w) ok = sim.Sum(u, u + w).accepted >= 0.9 * rate * static_cast<double>(w);
+    for (int64_t u = t; u + w <= to && ok; u += w)
+      ok = sim.Sum(u, u + w).accepted >= 0.9 * rate * static_cast<double>(w);
     if (ok) return t;
   }
   return -1;
@@ -86,16 +87,22 @@ void ConvergesBelowAnUnknownLimit(double per_minute, uint32_t connections, int s
     worst_throttled = std::max(worst_throttled, c.throttled);
     worst_reached = std::max(worst_reached, c.reached90_at);
   }
-  std::printf("[ numbers  ] %g/min, %u connections, worst of %d runs: %.1f %% of the limit accepted over 60s-10min, "
-              "%.2f %% of attempts throttled after 60s, 90 %% sustained from %llds\n",
-              per_minute, connections, seeds, 100 * worst_fraction, 100 * worst_throttled,
-              static_cast<long long>(worst_reached));
+  std::printf(
+      "[ numbers  ] %g/min, %u connections, worst of %d runs: %.1f %% of the limit accepted over 60s-10min, "
+      "%.2f %% of attempts throttled after 60s, 90 %% sustained from %llds\n",
+      per_minute, connections, seeds, 100 * worst_fraction, 100 * worst_throttled,
+      static_cast<long long>(worst_reached));
 }
 
-TEST(FlowControllerSimTest, ConvergesBelowAnUnknownLimitOf300PerMinute) { ConvergesBelowAnUnknownLimit(300, 3); }
-TEST(FlowControllerSimTest, ConvergesBelowAnUnknownLimitOf60PerMinute) { ConvergesBelowAnUnknownLimit(60, 3); }
-TEST(FlowControllerSimTest, ConvergesBelowAnUnknownLimitOf3000PerMinute) { ConvergesBelowAnUnknownLimit(3000, 3); }
-
+TEST(FlowControllerSimTest, ConvergesBelowAnUnknownLimitOf300PerMinute) {
+  ConvergesBelowAnUnknownLimit(300, 3);
+}
+TEST(FlowControllerSimTest, ConvergesBelowAnUnknownLimitOf60PerMinute) {
+  ConvergesBelowAnUnknownLimit(60, 3);
+}
+TEST(FlowControllerSimTest, ConvergesBelowAnUnknownLimitOf3000PerMinute) {
+  ConvergesBelowAnUnknownLimit(3000, 3);
+}
 
 TEST(FlowControllerSimTest, RecoversWithinMinutesWhenTheReceiverDoublesItsLimit) {
   FlowController fc(FlowLimits{20, 0, 0}, kStart);
@@ -113,11 +120,13 @@ TEST(FlowControllerSimTest, RecoversWithinMinutesWhenTheReceiverDoublesItsLimit)
   int64_t back = Sustained90From(sim, 10, kRelax, 1800);
   SimSecond after = sim.Sum(back, 1800);
   double throttled = static_cast<double>(after.throttled) / after.attempts;
-  std::printf("[ numbers  ] 300/min -> 600/min at %llds: >= 90 %% of 10/s sustained %llds later; then %.3f/s, %.2f %% "
-              "throttled (%u of %u)\n",
-              static_cast<long long>(kRelax), static_cast<long long>(back - kRelax),
-              static_cast<double>(after.accepted) / static_cast<double>(1800 - back), 100 * throttled, after.throttled,
-              after.attempts);
+  std::printf(
+      "[ numbers  ] 300/min -> 600/min at %llds: >= 90 %% of 10/s sustained %llds later; then %.3f/s, %.2f "
+      "%% "
+      "throttled (%u of %u)\n",
+      static_cast<long long>(kRelax), static_cast<long long>(back - kRelax),
+      static_cast<double>(after.accepted) / static_cast<double>(1800 - back), 100 * throttled,
+      after.throttled, after.attempts);
   ASSERT_GT(back, 0);
   EXPECT_LE(back - kRelax, 300);  // within five minutes
   EXPECT_LE(throttled, 0.02);
@@ -134,10 +143,11 @@ TEST(FlowControllerSimTest, StrayThrottlesUnderTheLimitDoNotCollapseTheRate) {
   sim.RunUntil(kStart + minutes(30));
   SimSecond all = sim.Sum(0, 1800);
   double achieved = static_cast<double>(all.accepted) / 1800;
-  std::printf("[ numbers  ] stray throttles 1/200 at a 10/s cap: %.3f/s accepted, rate() never below %.2f/s, %u "
-              "throttled of %u\n",
-              achieved, all.min_rate, all.throttled, all.attempts);
-  EXPECT_GT(all.throttled, 30u);  // the strays were there
+  std::printf(
+      "[ numbers  ] stray throttles 1/200 at a 10/s cap: %.3f/s accepted, rate() never below %.2f/s, %u "
+      "throttled of %u\n",
+      achieved, all.min_rate, all.throttled, all.attempts);
+  EXPECT_GT(all.throttled, 30u);     // the strays were there
   EXPECT_GE(achieved, 9.5 * 0.985);  // minus the 1 % tempfails and the strays themselves
   EXPECT_GE(all.min_rate, 9.0);
 }
@@ -155,8 +165,10 @@ TEST(FlowControllerSimTest, StrayThrottlesWithoutAnyCapLeaveTheSenderUnlimited) 
   sim.RunUntil(kStart + minutes(30));
   SimSecond all = sim.Sum(0, 1800);
   double achieved = static_cast<double>(all.accepted) / 1800;
-  std::printf("[ numbers  ] stray throttles 1/200, no cap, one connection: %.3f/s accepted (of ~10/s), %u throttled\n",
-              achieved, all.throttled);
+  std::printf(
+      "[ numbers  ] stray throttles 1/200, no cap, one connection: %.3f/s accepted (of ~10/s), %u "
+      "throttled\n",
+      achieved, all.throttled);
   EXPECT_GT(all.throttled, 30u);
   EXPECT_GE(achieved, 0.95 * 10 * 0.985);
 }
@@ -186,8 +198,10 @@ TEST(FlowControllerSimTest, ConfiguredMaximaAreNeverExceededAlsoAfterAReloadLowe
   EXPECT_LE(after.max_allowed_connections, 1u);
   EXPECT_LE(after.max_rate, 1.0);
   EXPECT_LE(after.accepted, 1 * 99 + 1);
-  std::printf("[ numbers  ] caps 2 conns/3 per s: %.2f/s with at most %u open; after reload to 1/1: %.2f/s with %u open\n",
-              before.accepted / 200.0, before.max_open, after.accepted / 99.0, after.max_open);
+  std::printf(
+      "[ numbers  ] caps 2 conns/3 per s: %.2f/s with at most %u open; after reload to 1/1: %.2f/s with %u "
+      "open\n",
+      before.accepted / 200.0, before.max_open, after.accepted / 99.0, after.max_open);
 }
 
 TEST(FlowControllerSimTest, ALearnedRateNeverExceedsTheConfiguredCapWhileProbing) {
@@ -222,9 +236,11 @@ TEST(FlowControllerSimTest, LearnsTheReceiversConnectionLimit) {
   EXPECT_EQ(sim.open(), 3u);
   sim.RunUntil(kStart + minutes(30));
   SimSecond all = sim.Sum(0, 1800);
-  std::printf("[ numbers  ] receiver allows 3 connections, sender wants 20: limit %u after 10s, %u refused connections "
-              "in 30 min, at most %u open\n",
-              fc.connections(), all.refused_connections, all.max_open);
+  std::printf(
+      "[ numbers  ] receiver allows 3 connections, sender wants 20: limit %u after 10s, %u refused "
+      "connections "
+      "in 30 min, at most %u open\n",
+      fc.connections(), all.refused_connections, all.max_open);
   EXPECT_LE(all.max_open, 3u);
   // The first burst of refusals, then one probe of a 4th connection per
   // five quiet minutes.
@@ -258,8 +274,13 @@ TEST(FlowControllerSimTimeline, DISABLED_Print) {
   Simulation sim(fc, receiver, so, kStart);
   sim.RunUntil(kStart + minutes(std::getenv("MIN") ? std::atoi(std::getenv("MIN")) : 10), [&](int64_t s) {
     for (auto& ch : fc.TakeChanges())
-      std::printf("%6.1fs [tf %llu] %.3f -> %.3f  c%u->%u %s\n", (ch.at - kStart).count() / 1000.0, (unsigned long long)receiver.tempfails(), ch.old_rate, ch.new_rate, ch.old_connections, ch.new_connections, ch.reason.c_str());
-    if (s % 10 == 0 && s > 0) { auto x = sim.Sum(s - 10, s); std::printf("  [%lld] acc %u thr %u att %u\n", (long long)s, x.accepted, x.throttled, x.attempts); }
+      std::printf("%6.1fs [tf %llu] %.3f -> %.3f  c%u->%u %s\n", (ch.at - kStart).count() / 1000.0,
+                  (unsigned long long)receiver.tempfails(), ch.old_rate, ch.new_rate, ch.old_connections,
+                  ch.new_connections, ch.reason.c_str());
+    if (s % 10 == 0 && s > 0) {
+      auto x = sim.Sum(s - 10, s);
+      std::printf("  [%lld] acc %u thr %u att %u\n", (long long)s, x.accepted, x.throttled, x.attempts);
+    }
   });
 }
 }  // namespace hikyaku::shaping

@@ -58,7 +58,9 @@ class SimReceiver {
     return Reply::kAccepted;
   }
   // Whether a new connection is accepted while `open` are established.
-  bool Connect(uint32_t open) const { return options_.max_connections == 0 || open < options_.max_connections; }
+  bool Connect(uint32_t open) const {
+    return options_.max_connections == 0 || open < options_.max_connections;
+  }
 
   // The receiver changes its limit (the sink restarted with another --rate-per-ip).
   void SetPerMinute(double per_minute, TimePoint now) {
@@ -101,7 +103,12 @@ struct SimSecond {
 class Simulation {
  public:
   Simulation(FlowController& controller, SimReceiver& receiver, const SimSenderOptions& o, TimePoint start)
-      : controller_(controller), receiver_(receiver), options_(o), start_(start), rng_(o.seed), slots_(o.connections) {
+      : controller_(controller),
+        receiver_(receiver),
+        options_(o),
+        start_(start),
+        rng_(o.seed),
+        slots_(o.connections) {
     for (uint32_t i = 0; i < o.connections; ++i) Push(start, i, Kind::kReady);
   }
 
@@ -161,7 +168,8 @@ class Simulation {
     if (seconds_.size() <= s) seconds_.resize(s + 1);
     return seconds_[s];
   }
-  void Push(TimePoint at, uint32_t slot, Kind kind, SimReceiver::Reply reply = SimReceiver::Reply::kAccepted) {
+  void Push(TimePoint at, uint32_t slot, Kind kind,
+            SimReceiver::Reply reply = SimReceiver::Reply::kAccepted) {
     events_.push(Event{at, seq_++, slot, kind, reply});
   }
   Duration Rtt() {
