@@ -128,6 +128,13 @@ void FlowController::Tick(TimePoint now) {
       }
       break;
     case State::kProbing:
+      if (pr_suspect_) {
+        if (now - pr_last_throttle_ < NoiseQuiet()) break;
+        pr_suspect_ = false;  // the throttles stopped: strays
+        next_probe_at_ = now + tuning_.probe_interval;
+        ResetPeriod(now);
+        break;
+      }
       if (now >= next_probe_at_) {
         if (Binding(now)) {
           ProbeStep(now);
@@ -202,13 +209,25 @@ void FlowController::OnSignal(Signal s, uint32_t open_connections, TimePoint now
       last_reply_ = std::string(reply);
       if (state_ == State::kProbing && estimate_ > 0 && learned_rate_ <= tuning_.revert_above * estimate_) {
         // A small probe: what was measured still holds if the probe fails.
-        // Failing takes a few throttles that are a real share of this step's
-        // transactions, so a stray 450 only delays the next step.
+        // The first throttle suspends the stepping up; the probe fails when
+        // a few throttles are a real share of the transactions since that
+        // first one, and is cleared when they stop (a stray 450).
+        if (!pr_suspect_) {
+          pr_suspect_ = true;
+          pr_throttles_ = 0;
+          pr_transactions_ = 0;
+        }
         pr_throttles_++;
-        next_probe_at_ = now + tuning_.probe_interval;
+        pr_last_throttle_ = now;
         if (pr_throttles_ < tuning_.probe_fail_throttles ||
             static_cast<double>(pr_throttles_) <
                 tuning_.probe_fail_fraction * static_cast<double>(pr_transactions_)) {
+          if (static_cast<double>(pr_transactions_) * tuning_.probe_fail_fraction >
+              2.0 * tuning_.probe_fail_throttles) {
+            // Throttles keep trickling in below the share: count afresh.
+            pr_throttles_ = 1;
+            pr_transactions_ = 0;
+          }
           return;
         }
         double probed = learned_rate_;
@@ -216,7 +235,7 @@ void FlowController::OnSignal(Signal s, uint32_t open_connections, TimePoint now
         std::snprintf(detail, sizeof detail, " (%llu of %llu transactions throttled)",
                       static_cast<unsigned long long>(pr_throttles_),
                       static_cast<unsigned long long>(pr_transactions_));
-        hold_wait_ = std::min(hold_wait_ * 2, tuning_.hold_wait_max);
+        hold_wait_ = std::min(hold_wait_ * 2, MaxHoldWait());
         learned_rate_ = std::max(tuning_.min_rate, tuning_.hold_fraction * estimate_);
         EnterHolding(now);
         Report(now, Quote(reply) + "; probe at " + Rate(probed) + " failed" + detail + "; back to holding " +
@@ -276,6 +295,7 @@ bool FlowController::Binding(TimePoint now) const {
 
 void FlowController::EnterHolding(TimePoint now) {
   state_ = State::kHolding;
+  pr_suspect_ = false;
   last_step_ = 0;
   quiet_since_ = now;
   ResetPeriod(now);
@@ -293,6 +313,18 @@ void FlowController::StartMeasurement(TimePoint now) {
   m_transactions_ = 0;
   m_throttles_ = 1;
   m_pacing_ = learned_rate_;  // unchanged for the first second
+}
+
+// A failed probe costs about probe_fail_throttles throttled replies; at a
+// low rate the probes must be spaced further apart in time to keep that a
+// small share of all transactions.
+Duration FlowController::MaxHoldWait() const {
+  Duration max = tuning_.hold_wait_max;
+  if (estimate_ > 0) {
+    auto spacing = Duration(static_cast<int64_t>(1000.0 * tuning_.probe_spacing_transactions / estimate_));
+    max = std::max(max, spacing);
+  }
+  return max;
 }
 
 Duration FlowController::NoiseQuiet() const {
@@ -361,7 +393,7 @@ void FlowController::Conclude(TimePoint now) {
   if (before > 0) target = std::min(target, before);
   // A confirmed estimate makes the next probe wait longer; a new one resets.
   bool confirmed = estimate_ > 0 && std::abs(accepted - estimate_) <= 0.05 * estimate_;
-  hold_wait_ = confirmed ? std::min(hold_wait_ * 2, tuning_.hold_wait_max) : tuning_.hold_wait;
+  hold_wait_ = confirmed ? std::min(hold_wait_ * 2, MaxHoldWait()) : tuning_.hold_wait;
   estimate_ = accepted;
   learned_rate_ = target;
   char detail[96];
@@ -405,6 +437,7 @@ void FlowController::ProbeStep(TimePoint now) {
   next_probe_at_ = now + tuning_.probe_interval;
   pr_transactions_ = 0;
   pr_throttles_ = 0;
+  pr_suspect_ = false;
   ResetPeriod(now);
   Report(now,
          "quiet for " + Secs(quiet) + " at " + Rate(Capped(current)) + ": probing up to " + Rate(rate()));

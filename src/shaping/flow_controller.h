@@ -30,13 +30,18 @@
 //              rate was >= 80 % of it), start probing.
 //   probing    + probe_step (3 %) per probe_interval of quiet use. Beyond
 //              fast_probe_above x E the steps double (up to probe_step_max)
-//              so a receiver that relaxed is found within minutes. A throttle
-//              delays the next step by probe_interval. At a small probe
-//              (rate <= revert_above x E) probe_fail_throttles (3) throttles
-//              that are >= probe_fail_fraction (2 %) of the step's
-//              transactions fail it: straight back to holding at 96 % of E,
-//              and hold_wait doubles (up to hold_wait_max) — three throttled
-//              replies per failed probe. A throttle far above E means the receiver changed:
+//              so a receiver that relaxed is found within minutes. At a
+//              small probe (rate <= revert_above x E) the first throttle
+//              stops the stepping up; probe_fail_throttles (3) throttles
+//              that are >= probe_fail_fraction (2 %) of the transactions
+//              since that first one fail the probe: straight back to holding
+//              at 96 % of E, and hold_wait doubles (up to hold_wait_max, or
+//              the time of probe_spacing_transactions at E if longer: 300 s
+//              at 1/s) — about three throttled replies per failed probe,
+//              spaced so that they stay a small share of the transactions.
+//              When the throttles stop instead (noise_quiet), they were
+//              strays and probing resumes. A throttle far above E means the
+//              receiver changed:
 //              measure again.
 //
 // Stray throttles (a few per thousand at a rate well under the limit) thus
@@ -107,6 +112,7 @@ struct FlowTuning {
   double measure_pacing_factor = 1.5;
   Duration hold_wait = std::chrono::seconds(30);
   Duration hold_wait_max = std::chrono::seconds(120);
+  double probe_spacing_transactions = 300;  // hold_wait may grow to this many / E seconds
   Duration probe_interval = std::chrono::seconds(15);
   double probe_step = 0.03;
   double probe_step_max = 0.25;
@@ -190,6 +196,7 @@ class FlowController {
   void ResetPeriod(TimePoint now);
   void EnterHolding(TimePoint now);
   Duration NoiseQuiet() const;
+  Duration MaxHoldWait() const;
 
   FlowLimits limits_;
   FlowTuning tuning_;
@@ -204,7 +211,9 @@ class FlowController {
   TimePoint next_probe_at_;  // probing
   TimePoint period_start_;   // accepted since then, for Binding()
   uint64_t period_accepted_ = 0;
-  uint64_t pr_transactions_ = 0;  // at the current probe step
+  bool pr_suspect_ = false;  // a throttle came at this probe: no stepping up
+  TimePoint pr_last_throttle_;
+  uint64_t pr_transactions_ = 0;  // since the probe's first throttle
   uint64_t pr_throttles_ = 0;
 
   // The current measurement.

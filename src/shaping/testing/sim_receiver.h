@@ -29,6 +29,7 @@ namespace hikyaku::shaping::testing {
 
 struct SimReceiverOptions {
   double per_minute = 0;         // 0 = no rate limit
+  double burst_seconds = 60;     // the bucket holds this much of the rate (the sink: one minute)
   uint32_t max_connections = 0;  // 0 = no limit
   bool greylist_first = true;
   double random_tempfail = 0.01;  // 451 4.3.0, not reported as throttled
@@ -41,7 +42,7 @@ class SimReceiver {
   enum class Reply : uint8_t { kAccepted, kRateLimited, kStrayThrottle, kGreylisted, kTempfail };
 
   SimReceiver(const SimReceiverOptions& o, TimePoint start)
-      : options_(o), bucket_(o.per_minute / 60.0, std::max(1.0, o.per_minute), start), rng_(o.seed) {}
+      : options_(o), bucket_(o.per_minute / 60.0, Burst(o), start), rng_(o.seed) {}
 
   Reply Transaction(TimePoint now) {
     if (options_.greylist_first && !greylisted_) {
@@ -65,12 +66,16 @@ class SimReceiver {
   // The receiver changes its limit (the sink restarted with another --rate-per-ip).
   void SetPerMinute(double per_minute, TimePoint now) {
     options_.per_minute = per_minute;
-    bucket_.SetRate(per_minute / 60.0, std::max(1.0, per_minute), now);
+    bucket_.SetRate(per_minute / 60.0, Burst(options_), now);
   }
   double per_second() const { return options_.per_minute / 60.0; }
   uint64_t tempfails() const { return tempfails_; }
 
  private:
+  static double Burst(const SimReceiverOptions& o) {
+    return std::max(1.0, o.per_minute / 60.0 * o.burst_seconds);
+  }
+
   SimReceiverOptions options_;
   TokenBucket bucket_;
   std::mt19937_64 rng_;
@@ -100,9 +105,12 @@ struct SimSecond {
   uint32_t max_allowed_connections = 0;
 };
 
+// Controller: FlowController, or anything with its admission, pacing and
+// feedback calls (the tests compare a plain AIMD loop).
+template <typename Controller>
 class Simulation {
  public:
-  Simulation(FlowController& controller, SimReceiver& receiver, const SimSenderOptions& o, TimePoint start)
+  Simulation(Controller& controller, SimReceiver& receiver, const SimSenderOptions& o, TimePoint start)
       : controller_(controller),
         receiver_(receiver),
         options_(o),
@@ -258,7 +266,7 @@ class Simulation {
     }
   }
 
-  FlowController& controller_;
+  Controller& controller_;
   SimReceiver& receiver_;
   SimSenderOptions options_;
   TimePoint start_;
