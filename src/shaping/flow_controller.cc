@@ -10,12 +10,15 @@ namespace {
 
 double Seconds(Duration d) { return static_cast<double>(d.count()) / 1000.0; }
 
-std::string Rate(double r) {
-  if (r <= 0) return "unlimited";
+// A measured rate: 0 is 0.
+std::string PerSecond(double r) {
   char buf[32];
   std::snprintf(buf, sizeof buf, r < 10 ? "%.2f/s" : "%.1f/s", r);
   return buf;
 }
+
+// A limit: 0 means none.
+std::string Rate(double r) { return r <= 0 ? "unlimited" : PerSecond(r); }
 
 std::string Secs(Duration d) {
   char buf[32];
@@ -239,7 +242,7 @@ void FlowController::OnSignal(Signal s, uint32_t open_connections, TimePoint now
         learned_rate_ = std::max(tuning_.min_rate, tuning_.hold_fraction * estimate_);
         EnterHolding(now);
         Report(now, Quote(reply) + "; probe at " + Rate(probed) + " failed" + detail + "; back to holding " +
-                        Rate(Capped(learned_rate_)) + " (accepted " + Rate(estimate_) +
+                        Rate(Capped(learned_rate_)) + " (accepted " + PerSecond(estimate_) +
                         " when last measured); next probe in " + Secs(hold_wait_));
         return;
       }
@@ -380,7 +383,7 @@ void FlowController::AdvanceMeasurement(TimePoint now) {
     m_pacing_ = pacing;
     m_checkpoint_ *= 2;
     Report(now, Quote(last_reply_) + "; measuring: accepted " +
-                    Rate(static_cast<double>(m_accepted_all_) / Seconds(elapsed)) + " over " + Secs(elapsed) +
+                    PerSecond(static_cast<double>(m_accepted_all_) / Seconds(elapsed)) + " over " + Secs(elapsed) +
                     " while throttled; pacing " + Rate(Capped(pacing)));
   }
 }
@@ -401,7 +404,7 @@ void FlowController::Conclude(TimePoint now) {
                 static_cast<unsigned long long>(m_throttles_),
                 static_cast<unsigned long long>(m_transactions_), elapsed);
   EnterHolding(now);
-  Report(now, Quote(last_reply_) + "; accepted " + Rate(accepted) + " while throttled" + detail +
+  Report(now, Quote(last_reply_) + "; accepted " + PerSecond(accepted) + " while throttled" + detail +
                   "; holding " + Rate(rate()));
 }
 

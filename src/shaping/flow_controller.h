@@ -4,9 +4,10 @@
 // Pure logic: no I/O, no threads, no clock reads; every call takes `now`.
 //
 // Why not AIMD. Halving on a throttle and adding a little per quiet interval
-// oscillates between 50 % and 100 % of what the receiver allows and averages
-// about 75 %. The receiver tells us more than "too fast": while it throttles,
-// what it still accepts IS its limit. So:
+// oscillates between 50 % and 100 % of what the receiver allows (77-86 % on
+// average in README.md's simulation, unless the receiver's own bucket absorbs
+// the sawtooth). The receiver tells us more than "too fast": while it
+// throttles, what it still accepts IS its limit. So:
 //
 //   open       No learned rate: send at the configured cap (or unlimited).
 //   measuring  A throttle (kThrottled) arrived. From that moment the receiver
@@ -22,9 +23,10 @@
 //              they are >= min_throttle_fraction of the transactions sent:
 //              estimate E = accepted / elapsed, both counted from one second
 //              after the first throttle (replies already in flight then were
-//              sent before the receiver was saturated). Otherwise, when throttles
-//              stop (no throttle for noise_quiet, longer at low rates) it is
-//              noise — a stray 450 — and is cancelled without any change.
+//              sent before the receiver was saturated). Otherwise, when
+//              throttles stop (no throttle for noise_quiet, longer at low
+//              rates) it was noise — a stray 450 — and is cancelled without
+//              any change.
 //   holding    Rate = hold_fraction x E (96 %). After hold_wait without a
 //              throttle, while the limit was actually in use (the accepted
 //              rate was >= 80 % of it), start probing.
@@ -41,13 +43,13 @@
 //              spaced so that they stay a small share of the transactions.
 //              When the throttles stop instead (noise_quiet), they were
 //              strays and probing resumes. A throttle far above E means the
-//              receiver changed:
-//              measure again.
+//              receiver changed: measure again.
 //
 // Stray throttles (a few per thousand at a rate well under the limit) thus
-// never change the rate: they cannot reach min_throttle_fraction; a cluster
-// that does only cuts to 96 % of the rate the receiver was accepting (which
-// is the rate we sent at), and probing restores it.
+// do not change the rate: they cannot reach min_throttle_fraction (3 %) nor
+// probe_fail_fraction (2 %); a rare cluster that does only cuts to 96 % of
+// the rate the receiver was accepting (which is the rate we sent at), and
+// probing restores it.
 //
 // Connections: kTooManyConnections and kClosedIdle lower connections() to
 // (open - 1), at least 1, where `open` counts this pair's connections when
@@ -72,6 +74,7 @@
 // Thread-safety: not synchronised; one owner (the dispatcher's thread).
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -106,8 +109,8 @@ struct FlowTuning {
   Duration measure_max = std::chrono::minutes(5);        // an inconclusive window restarts
   uint32_t min_throttles = 6;
   double min_throttle_fraction = 0.03;
-  uint32_t probe_fail_throttles = 3;  // at one probe step, and
-  double probe_fail_fraction = 0.02;  // of that step's transactions
+  uint32_t probe_fail_throttles = 3;  // throttles since a probe's first one, that are
+  double probe_fail_fraction = 0.02;  // at least this share of its transactions
   Duration noise_quiet = std::chrono::seconds(10);
   double measure_pacing_factor = 1.5;
   Duration hold_wait = std::chrono::seconds(30);
@@ -136,8 +139,9 @@ class FlowController {
   // Runs the time-driven transitions due by `now` (every non-const call does).
   void Tick(TimePoint now);
 
-  // Admission of a new connection: open_connections < connections() (when
-  // limited) and the connection-rate bucket has a token.
+  // Admission of a new connection: open_connections (established plus being
+  // established, for this pair) < connections() when limited, and the
+  // connection-rate bucket has a token.
   bool MayOpen(uint32_t open_connections, TimePoint now) const;
   // When the connection-rate bucket next has a token (for a timer).
   TimePoint NextOpen(TimePoint now) const;

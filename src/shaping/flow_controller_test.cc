@@ -120,6 +120,37 @@ TEST(FlowControllerTest, AFailedSmallProbeGoesBackToHoldingAndWaitsLonger) {
   EXPECT_NE(changes[0].reason.find("next probe in 60s"), std::string::npos) << changes[0].reason;
 }
 
+TEST(FlowControllerTest, AStrayThrottleAtAProbeOnlyPausesTheProbing) {
+  FlowController fc(FlowLimits{20, 0, 0}, kStart);
+  TimePoint t = Drive(fc, kStart, seconds(30), 20, 5);
+  double held = fc.rate();
+  t = Drive(fc, t, seconds(31), held, 100);
+  ASSERT_EQ(fc.view().state, "probing");
+  double probed = fc.rate();
+  ASSERT_TRUE(fc.TrySend(1, t));
+  fc.OnSignal(Signal::kThrottled, 1, t, "450 4.7.1 slow down");
+  // While the throttle is fresh the rate neither falls nor steps up.
+  t = Drive(fc, t + milliseconds(200), seconds(9), probed, 100);
+  EXPECT_EQ(fc.rate(), probed);
+  EXPECT_EQ(fc.view().state, "probing");
+  // Quiet again: probing resumes.
+  t = Drive(fc, t, seconds(40), probed * 1.2, 100);
+  EXPECT_GT(fc.rate(), probed);
+}
+
+TEST(FlowControllerTest, AReceiverThatThrottlesEverythingIsTriedAtTheMinimumRate) {
+  FlowController fc(FlowLimits{20, 0, 0}, kStart);
+  TimePoint t = kStart;
+  for (int i = 0; i < 2000 && t < kStart + seconds(90); ++i, t += milliseconds(50)) {
+    if (fc.TrySend(1, t)) fc.OnSignal(Signal::kThrottled, 1, t, "450 4.7.1 go away");
+  }
+  // Held at the floor (each further throttle there starts a new measurement,
+  // which paces at the same floor).
+  EXPECT_EQ(fc.rate(), FlowTuning{}.min_rate);
+  EXPECT_EQ(fc.view().estimate, 0);
+  EXPECT_TRUE(AnyReasonContains(fc.TakeChanges(), "accepted 0.00/s while throttled"));
+}
+
 TEST(FlowControllerTest, ASingleStrayThrottleChangesNothing) {
   FlowController fc(FlowLimits{20, 10, 0}, kStart);
   TimePoint t = Drive(fc, kStart, seconds(20), 10, 100);
