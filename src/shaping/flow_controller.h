@@ -4,9 +4,10 @@
 // Pure logic: no I/O, no threads, no clock reads; every call takes `now`.
 //
 // Why not AIMD. Halving on a throttle and adding a little per quiet interval
-// oscillates between 50 % and 100 % of what the receiver allows and averages
-// about 75 %. The receiver tells us more than "too fast": while it throttles,
-// what it still accepts IS its limit. So:
+// oscillates between 50 % and 100 % of what the receiver allows (77-86 % on
+// average in README.md's simulation, unless the receiver's own bucket absorbs
+// the sawtooth). The receiver tells us more than "too fast": while it
+// throttles, what it still accepts IS its limit. So:
 //
 //   open       No learned rate: send at the configured cap (or unlimited).
 //   measuring  A throttle (kThrottled) arrived. From that moment the receiver
@@ -20,24 +21,35 @@
 //              after >= measure_min and >= measure_accepted recipients (or
 //              measure_patience) if >= min_throttles throttles arrived and
 //              they are >= min_throttle_fraction of the transactions sent:
-//              estimate E = accepted / elapsed. Otherwise, when throttles
-//              stop (no throttle for noise_quiet, longer at low rates) it is
-//              noise — a stray 450 — and is cancelled without any change.
+//              estimate E = accepted / elapsed, both counted from one second
+//              after the first throttle (replies already in flight then were
+//              sent before the receiver was saturated). Otherwise, when
+//              throttles stop (no throttle for noise_quiet, longer at low
+//              rates) it was noise — a stray 450 — and is cancelled without
+//              any change.
 //   holding    Rate = hold_fraction x E (96 %). After hold_wait without a
 //              throttle, while the limit was actually in use (the accepted
 //              rate was >= 80 % of it), start probing.
 //   probing    + probe_step (3 %) per probe_interval of quiet use. Beyond
 //              fast_probe_above x E the steps double (up to probe_step_max)
-//              so a receiver that relaxed is found within minutes. A throttle
-//              at a small probe (rate <= revert_above x E) goes straight back
-//              to holding at 96 % of E and doubles hold_wait (up to
-//              hold_wait_max): one throttled reply per failed probe. A
-//              throttle far above E means the receiver changed: measure again.
+//              so a receiver that relaxed is found within minutes. At a
+//              small probe (rate <= revert_above x E) the first throttle
+//              stops the stepping up; probe_fail_throttles (3) throttles
+//              that are >= probe_fail_fraction (2 %) of the transactions
+//              since that first one fail the probe: straight back to holding
+//              at 96 % of E, and hold_wait doubles (up to hold_wait_max, or
+//              the time of probe_spacing_transactions at E if longer: 300 s
+//              at 1/s) — about three throttled replies per failed probe,
+//              spaced so that they stay a small share of the transactions.
+//              When the throttles stop instead (noise_quiet), they were
+//              strays and probing resumes. A throttle far above E means the
+//              receiver changed: measure again.
 //
 // Stray throttles (a few per thousand at a rate well under the limit) thus
-// never change the rate: they cannot reach min_throttle_fraction; a cluster
-// that does only cuts to 96 % of the rate the receiver was accepting (which
-// is the rate we sent at), and probing restores it.
+// do not change the rate: they cannot reach min_throttle_fraction (3 %) nor
+// probe_fail_fraction (2 %); a rare cluster that does only cuts to 96 % of
+// the rate the receiver was accepting (which is the rate we sent at), and
+// probing restores it.
 //
 // Connections: kTooManyConnections and kClosedIdle lower connections() to
 // (open - 1), at least 1, where `open` counts this pair's connections when
@@ -62,6 +74,7 @@
 // Thread-safety: not synchronised; one owner (the dispatcher's thread).
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -91,23 +104,26 @@ std::string_view SignalName(Signal s);
 struct FlowTuning {
   double hold_fraction = 0.96;
   Duration measure_min = std::chrono::seconds(10);
-  uint32_t measure_accepted = 50;
-  Duration measure_patience = std::chrono::seconds(30);  // conclude with fewer accepted
+  uint32_t measure_accepted = 100;
+  Duration measure_patience = std::chrono::seconds(60);  // conclude with fewer accepted
   Duration measure_max = std::chrono::minutes(5);        // an inconclusive window restarts
-  uint32_t min_throttles = 4;
-  double min_throttle_fraction = 0.02;
+  uint32_t min_throttles = 6;
+  double min_throttle_fraction = 0.03;
+  uint32_t probe_fail_throttles = 3;  // throttles since a probe's first one, that are
+  double probe_fail_fraction = 0.02;  // at least this share of its transactions
   Duration noise_quiet = std::chrono::seconds(10);
   double measure_pacing_factor = 1.5;
   Duration hold_wait = std::chrono::seconds(30);
   Duration hold_wait_max = std::chrono::seconds(120);
+  double probe_spacing_transactions = 300;  // hold_wait may grow to this many / E seconds
   Duration probe_interval = std::chrono::seconds(15);
   double probe_step = 0.03;
   double probe_step_max = 0.25;
   double fast_probe_above = 1.25;
-  double revert_above = 1.30;
+  double revert_above = 1.50;
   double binding_fraction = 0.8;
-  double min_rate = 0.05;                   // recipients/s: never stop completely
-  double send_burst_seconds = 1.0;          // pacing bucket holds this much of the rate
+  double min_rate = 0.05;           // recipients/s: never stop completely
+  double send_burst_seconds = 1.0;  // pacing bucket holds this much of the rate
   Duration conn_recover_quiet = std::chrono::minutes(5);
   Duration refused_spacing = std::chrono::seconds(10);
 };
@@ -123,8 +139,9 @@ class FlowController {
   // Runs the time-driven transitions due by `now` (every non-const call does).
   void Tick(TimePoint now);
 
-  // Admission of a new connection: open_connections < connections() (when
-  // limited) and the connection-rate bucket has a token.
+  // Admission of a new connection: open_connections (established plus being
+  // established, for this pair) < connections() when limited, and the
+  // connection-rate bucket has a token.
   bool MayOpen(uint32_t open_connections, TimePoint now) const;
   // When the connection-rate bucket next has a token (for a timer).
   TimePoint NextOpen(TimePoint now) const;
@@ -156,10 +173,10 @@ class FlowController {
 
   // Operator view.
   struct View {
-    std::string_view state;  // "open", "measuring", "holding", "probing"
-    TimePoint last_signal;   // epoch if none
-    std::string last_reply;  // of the last kThrottled
-    double estimate = 0;     // last measured accepted rate while throttled; 0 = none
+    std::string_view state;            // "open", "measuring", "holding", "probing"
+    TimePoint last_signal;             // epoch if none
+    std::string last_reply;            // of the last kThrottled
+    double estimate = 0;               // last measured accepted rate while throttled; 0 = none
     uint32_t learned_connections = 0;  // 0 = none
     uint32_t connections = 0;
     double rate = 0;
@@ -183,6 +200,7 @@ class FlowController {
   void ResetPeriod(TimePoint now);
   void EnterHolding(TimePoint now);
   Duration NoiseQuiet() const;
+  Duration MaxHoldWait() const;
 
   FlowLimits limits_;
   FlowTuning tuning_;
@@ -197,12 +215,18 @@ class FlowController {
   TimePoint next_probe_at_;  // probing
   TimePoint period_start_;   // accepted since then, for Binding()
   uint64_t period_accepted_ = 0;
+  bool pr_suspect_ = false;  // a throttle came at this probe: no stepping up
+  TimePoint pr_last_throttle_;
+  uint64_t pr_transactions_ = 0;  // since the probe's first throttle
+  uint64_t pr_throttles_ = 0;
 
   // The current measurement.
   TimePoint m_start_;
   TimePoint m_last_throttle_;
   Duration m_checkpoint_{};
-  uint64_t m_accepted_ = 0;
+  TimePoint m_window_start_;     // accepted counted from here (1 s after m_start_)
+  uint64_t m_accepted_ = 0;      // since m_window_start_: the estimate
+  uint64_t m_accepted_all_ = 0;  // since m_start_: for pacing only
   uint64_t m_transactions_ = 0;
   uint64_t m_throttles_ = 0;
   double m_pacing_ = 0;  // 0 = unlimited

@@ -28,7 +28,8 @@ TEST(SmoothWrrTest, InterleavesInsteadOfClumping) {
   std::string s = Sequence(two_one, 30);
   EXPECT_EQ(s.find("bb"), std::string::npos) << s;
   EXPECT_EQ(s.find("aaa"), std::string::npos) << s;
-  for (size_t i = 0; i + 3 <= s.size(); i += 3) EXPECT_EQ(std::count(s.begin() + i, s.begin() + i + 3, 'a'), 2) << s;
+  for (size_t i = 0; i + 3 <= s.size(); i += 3)
+    EXPECT_EQ(std::count(s.begin() + i, s.begin() + i + 3, 'a'), 2) << s;
 }
 
 TEST(SmoothWrrTest, DistributionOver3000PicksMatchesTheWeights) {

@@ -21,7 +21,8 @@ uint64_t Left(uint64_t cap, uint64_t sent) {
 
 }  // namespace
 
-WarmupCounter::WarmupCounter(const WarmupSchedule* schedule, TimePoint start) : schedule_(schedule), start_(start) {}
+WarmupCounter::WarmupCounter(const WarmupSchedule* schedule, TimePoint start)
+    : schedule_(schedule), start_(start) {}
 
 void WarmupCounter::SetSchedule(const WarmupSchedule* schedule, TimePoint start) {
   schedule_ = schedule;
@@ -44,7 +45,9 @@ const WarmupDay* WarmupCounter::Caps(uint32_t day) const {
   return it == days.begin() ? &days.front() : &*std::prev(it);
 }
 
-uint64_t WarmupCounter::SentToday(TimePoint now) const { return DayIndex(now) == day_index_ ? sent_today_ : 0; }
+uint64_t WarmupCounter::SentToday(TimePoint now) const {
+  return DayIndex(now) == day_index_ ? sent_today_ : 0;
+}
 uint64_t WarmupCounter::SentThisHour(TimePoint now) const {
   return HourIndex(now) == hour_index_ ? sent_this_hour_ : 0;
 }
@@ -82,7 +85,8 @@ TimePoint WarmupCounter::NextOpening(TimePoint now) const {
   if (Room(now) > 0) return now;
   const WarmupDay* caps = Caps(DayNumber(now));
   // Room is 0, so caps exist. The day cap, when exhausted, outranks the hour.
-  if (caps->per_day != 0 && SentToday(now) >= caps->per_day) return FromUnixMillis((DayIndex(now) + 1) * kDayMs);
+  if (caps->per_day != 0 && SentToday(now) >= caps->per_day)
+    return FromUnixMillis((DayIndex(now) + 1) * kDayMs);
   return FromUnixMillis((HourIndex(now) + 1) * kHourMs);
 }
 

@@ -133,7 +133,7 @@ TEST(WarmupTest, RestoreContinuesTheCountsOfTheCurrentWindows) {
   WarmupCounter c(&s, kMidnight);
   TimePoint t = kMidnight + days(1) + hours(15) + minutes(20);
   c.Restore(/*sent_today=*/90, /*sent_this_hour=*/15, t);
-  EXPECT_EQ(c.Room(t), 5u);  // hour: 20 - 15
+  EXPECT_EQ(c.Room(t), 5u);              // hour: 20 - 15
   EXPECT_EQ(c.Room(t + hours(1)), 10u);  // next hour: day has 100 - 90 left
   c.Count(10, t + hours(1));
   EXPECT_FALSE(c.Allows(1, t + hours(2)));

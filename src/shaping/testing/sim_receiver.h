@@ -29,6 +29,7 @@ namespace hikyaku::shaping::testing {
 
 struct SimReceiverOptions {
   double per_minute = 0;         // 0 = no rate limit
+  double burst_seconds = 60;     // the bucket holds this much of the rate (the sink: one minute)
   uint32_t max_connections = 0;  // 0 = no limit
   bool greylist_first = true;
   double random_tempfail = 0.01;  // 451 4.3.0, not reported as throttled
@@ -41,7 +42,7 @@ class SimReceiver {
   enum class Reply : uint8_t { kAccepted, kRateLimited, kStrayThrottle, kGreylisted, kTempfail };
 
   SimReceiver(const SimReceiverOptions& o, TimePoint start)
-      : options_(o), bucket_(o.per_minute / 60.0, std::max(1.0, o.per_minute), start), rng_(o.seed) {}
+      : options_(o), bucket_(o.per_minute / 60.0, Burst(o), start), rng_(o.seed) {}
 
   Reply Transaction(TimePoint now) {
     if (options_.greylist_first && !greylisted_) {
@@ -50,26 +51,37 @@ class SimReceiver {
     }
     if (options_.per_minute > 0 && !bucket_.TryTake(1, now)) return Reply::kRateLimited;
     double u = uniform_(rng_);
-    if (u < options_.random_tempfail) return Reply::kTempfail;
+    if (u < options_.random_tempfail) {
+      tempfails_++;
+      return Reply::kTempfail;
+    }
     if (u < options_.random_tempfail + options_.stray_throttle) return Reply::kStrayThrottle;
     return Reply::kAccepted;
   }
   // Whether a new connection is accepted while `open` are established.
-  bool Connect(uint32_t open) const { return options_.max_connections == 0 || open < options_.max_connections; }
+  bool Connect(uint32_t open) const {
+    return options_.max_connections == 0 || open < options_.max_connections;
+  }
 
   // The receiver changes its limit (the sink restarted with another --rate-per-ip).
   void SetPerMinute(double per_minute, TimePoint now) {
     options_.per_minute = per_minute;
-    bucket_.SetRate(per_minute / 60.0, std::max(1.0, per_minute), now);
+    bucket_.SetRate(per_minute / 60.0, Burst(options_), now);
   }
   double per_second() const { return options_.per_minute / 60.0; }
+  uint64_t tempfails() const { return tempfails_; }
 
  private:
+  static double Burst(const SimReceiverOptions& o) {
+    return std::max(1.0, o.per_minute / 60.0 * o.burst_seconds);
+  }
+
   SimReceiverOptions options_;
   TokenBucket bucket_;
   std::mt19937_64 rng_;
   std::uniform_real_distribution<double> uniform_{0.0, 1.0};
   bool greylisted_ = false;
+  uint64_t tempfails_ = 0;
 };
 
 struct SimSenderOptions {
@@ -88,14 +100,23 @@ struct SimSecond {
   uint32_t opened = 0;
   uint32_t max_open = 0;
   double max_rate = 0;  // highest controller.rate() seen (0 = unlimited)
+  double min_rate = 0;  // lowest controller.rate() seen; 0 = none seen or unlimited
   bool rate_unlimited = false;
   uint32_t max_allowed_connections = 0;
 };
 
+// Controller: FlowController, or anything with its admission, pacing and
+// feedback calls (the tests compare a plain AIMD loop).
+template <typename Controller>
 class Simulation {
  public:
-  Simulation(FlowController& controller, SimReceiver& receiver, const SimSenderOptions& o, TimePoint start)
-      : controller_(controller), receiver_(receiver), options_(o), start_(start), rng_(o.seed), slots_(o.connections) {
+  Simulation(Controller& controller, SimReceiver& receiver, const SimSenderOptions& o, TimePoint start)
+      : controller_(controller),
+        receiver_(receiver),
+        options_(o),
+        start_(start),
+        rng_(o.seed),
+        slots_(o.connections) {
     for (uint32_t i = 0; i < o.connections; ++i) Push(start, i, Kind::kReady);
   }
 
@@ -129,6 +150,7 @@ class Simulation {
       s.opened += x.opened;
       s.max_open = std::max(s.max_open, x.max_open);
       s.max_rate = std::max(s.max_rate, x.max_rate);
+      if (x.min_rate > 0) s.min_rate = s.min_rate > 0 ? std::min(s.min_rate, x.min_rate) : x.min_rate;
       s.rate_unlimited = s.rate_unlimited || x.rate_unlimited;
       s.max_allowed_connections = std::max(s.max_allowed_connections, x.max_allowed_connections);
     }
@@ -154,7 +176,8 @@ class Simulation {
     if (seconds_.size() <= s) seconds_.resize(s + 1);
     return seconds_[s];
   }
-  void Push(TimePoint at, uint32_t slot, Kind kind, SimReceiver::Reply reply = SimReceiver::Reply::kAccepted) {
+  void Push(TimePoint at, uint32_t slot, Kind kind,
+            SimReceiver::Reply reply = SimReceiver::Reply::kAccepted) {
     events_.push(Event{at, seq_++, slot, kind, reply});
   }
   Duration Rtt() {
@@ -167,6 +190,7 @@ class Simulation {
     double r = controller_.rate();
     if (r <= 0) s.rate_unlimited = true;
     s.max_rate = std::max(s.max_rate, r);
+    if (r > 0) s.min_rate = s.min_rate > 0 ? std::min(s.min_rate, r) : r;
     s.max_allowed_connections = std::max(s.max_allowed_connections, controller_.connections());
   }
 
@@ -242,7 +266,7 @@ class Simulation {
     }
   }
 
-  FlowController& controller_;
+  Controller& controller_;
   SimReceiver& receiver_;
   SimSenderOptions options_;
   TimePoint start_;
