@@ -1373,6 +1373,23 @@ TEST(ProvidersTest, ShippedProviderFileLoadsAndMerges) {
   EXPECT_EQ(warmups, (std::vector<std::string>{"fast", "conservative"}));
 }
 
+TEST(ProvidersTest, ShippedConfigWithItsCommentedProviderLineLoads) {
+  // etc/hikyaku.toml names providers.toml in a comment; uncommented, the
+  // pair next to each other loads (the path is relative to hikyaku.toml).
+  std::filesystem::path etc = std::filesystem::path(HIKYAKU_SOURCE_DIR) / "etc";
+  std::ifstream in(etc / "hikyaku.toml");
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const std::string commented = "# providers = \"providers.toml\"";
+  size_t at = text.find(commented);
+  ASSERT_NE(at, std::string::npos) << "etc/hikyaku.toml no longer mentions providers.toml";
+  text.replace(at, commented.size(), "providers = \"providers.toml\"");
+  // ParseConfig resolves against the directory of the file name it is given.
+  auto config = ParseConfig(text, (etc / "hikyaku.toml").string());
+  ASSERT_TRUE(config.has_value()) << Dump(config.error());
+  EXPECT_EQ(config->providers, etc / "providers.toml");
+  EXPECT_EQ(config->sites.size(), 8u);
+}
+
 TEST(ProvidersTest, OperatorOverridesProviderKeyByKey) {
   TempDir dir;
   dir.Write("p.toml",
