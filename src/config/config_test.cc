@@ -1493,6 +1493,26 @@ TEST(ProvidersTest, ProviderFileErrorsNameTheProviderFile) {
                 (dir.path() / "missing.toml").string() + "\": No such file or directory");
 }
 
+TEST(ProvidersTest, ProviderSitesNeedPatternsUnlessTheOperatorRoutesToThem) {
+  TempDir dir;
+  const std::string p = (dir.path() / "p.toml").string();
+  dir.Write("p.toml", "[[site]]\nname = \"relay\"\nmax_connections = 2\n");
+  auto file = dir.Write("main.toml", "providers = \"p.toml\"\n");
+  auto lonely = LoadConfig(file);
+  ASSERT_FALSE(lonely.has_value());
+  ASSERT_EQ(lonely.error().size(), 1u) << Dump(lonely.error());
+  EXPECT_EQ(lonely.error()[0].ToString(),
+            p + ":1:1: site[0].mx_patterns: required key is missing: no [[route]] names site "
+                "\"relay\", so only mx_patterns could bring mail to it");
+  // A route of the operator's file may name a provider site.
+  file = dir.Write("main.toml",
+                   "providers = \"p.toml\"\n"
+                   "[[route]]\ndomain = \"example.com\"\nto = \"relay.example\"\nsite = \"relay\"\n");
+  auto routed = LoadConfig(file);
+  ASSERT_TRUE(routed.has_value()) << Dump(routed.error());
+  EXPECT_EQ(routed->sites.at(0).max_connections, 2u);
+}
+
 // ---- the schema
 
 TEST(KnownKeysTest, ListsEveryAcceptedKeyOnce) {
