@@ -41,9 +41,8 @@ constexpr Field<Config> Section(std::string_view name) {
 template <auto kKeys>
 constexpr Field<Config> Custom(std::string_view name,
                                void (*read)(Reader&, const Node&, const Path&, Config&)) {
-  return {name, read, [](const std::string& path, std::vector<std::string>& out) {
-            kKeys(path, out);
-          }};
+  return {name, read,
+          [](const std::string& path, std::vector<std::string>& out) { kKeys(path, out); }};
 }
 
 template <auto kFields>
@@ -234,7 +233,6 @@ tl::expected<Config, ConfigErrors> ParseConfig(std::string_view text,
   }
   toml::table provider_root;
   bool has_providers = LoadProviders(reader, root, config, provider_root);
-  if (!has_providers && !root.contains("providers")) config.providers.clear();
   ResolveReferences(reader, root, has_providers ? &provider_root : nullptr, config);
   if (reader.HasErrors()) return tl::unexpected(reader.TakeErrors());
   return config;

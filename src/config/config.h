@@ -8,8 +8,8 @@
 // Thread-safety: Config is an immutable value once loaded.
 #pragma once
 
-#include <cstdint>
 #include <chrono>
+#include <cstdint>
 #include <filesystem>
 #include <memory>
 #include <optional>
@@ -272,7 +272,9 @@ struct Config {
   RetryConfig retry;
   DnsConfig dns;
   std::vector<RouteConfig> routes;  // [[route]], in file order
-  std::vector<SiteConfig> sites;    // [[site]], in file order
+  // [[site]]: the operator's in file order (a same-named provider site
+  // merged in key by key), then the provider file's other sites in its order.
+  std::vector<SiteConfig> sites;
   std::vector<TlsProfile> tls;  // every [tls.NAME] table, sorted by name, used or not
   // The provider file named by `providers`, resolved against the directory
   // of `source`; empty when none is used. Its [[site]], [[reply_rule]] and
@@ -305,9 +307,12 @@ using ConfigErrors = std::vector<ConfigError>;
 
 // Reads and validates `path`. On failure, every problem found is returned,
 // sorted by line and column (a TOML syntax error stops parsing, so it comes
-// alone, as "syntax error: ..."). Relative paths inside the file (spool.path,
-// events.path, tls.*) are kept as written: they resolve against the working
-// directory of the process, as documented in docs/configuration.md.
+// alone, as "syntax error: ..."); the errors of the provider file (which
+// carry its name) follow those of `path`. Relative paths inside the file
+// (spool.path, events.path, tls.*) are kept as written: they resolve against
+// the working directory of the process, as documented in
+// docs/configuration.md. Only `providers` resolves against the directory of
+// `path`, so that a configuration and its provider file move together.
 tl::expected<Config, ConfigErrors> LoadConfig(const std::filesystem::path& path);
 // An immutable, shareable configuration: what a long-lived component holds
 // instead of a `const Config&`, so that a reload (SIGHUP) can publish a new
@@ -315,7 +320,8 @@ tl::expected<Config, ConfigErrors> LoadConfig(const std::filesystem::path& path)
 using ConfigSnapshot = std::shared_ptr<const Config>;
 // LoadConfig, wrapped in a snapshot; the same errors on failure.
 tl::expected<ConfigSnapshot, ConfigErrors> LoadSnapshot(const std::filesystem::path& path);
-// Same as LoadConfig, from text already in memory; `file_name` is used in error messages.
+// Same as LoadConfig, from text already in memory; `file_name` is used in
+// error messages and its directory to find the provider file.
 tl::expected<Config, ConfigErrors> ParseConfig(std::string_view text, const std::string& file_name);
 
 // Every dotted key name the parser accepts, e.g. "smtp_in.max_message_size",

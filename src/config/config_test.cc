@@ -1373,6 +1373,23 @@ TEST(ProvidersTest, ShippedProviderFileLoadsAndMerges) {
   EXPECT_EQ(warmups, (std::vector<std::string>{"fast", "conservative"}));
 }
 
+TEST(ProvidersTest, ShippedConfigWithItsCommentedProviderLineLoads) {
+  // etc/hikyaku.toml names providers.toml in a comment; uncommented, the
+  // pair next to each other loads (the path is relative to hikyaku.toml).
+  std::filesystem::path etc = std::filesystem::path(HIKYAKU_SOURCE_DIR) / "etc";
+  std::ifstream in(etc / "hikyaku.toml");
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const std::string commented = "# providers = \"providers.toml\"";
+  size_t at = text.find(commented);
+  ASSERT_NE(at, std::string::npos) << "etc/hikyaku.toml no longer mentions providers.toml";
+  text.replace(at, commented.size(), "providers = \"providers.toml\"");
+  // ParseConfig resolves against the directory of the file name it is given.
+  auto config = ParseConfig(text, (etc / "hikyaku.toml").string());
+  ASSERT_TRUE(config.has_value()) << Dump(config.error());
+  EXPECT_EQ(config->providers, etc / "providers.toml");
+  EXPECT_EQ(config->sites.size(), 8u);
+}
+
 TEST(ProvidersTest, OperatorOverridesProviderKeyByKey) {
   TempDir dir;
   dir.Write("p.toml",
@@ -1474,6 +1491,26 @@ TEST(ProvidersTest, ProviderFileErrorsNameTheProviderFile) {
   EXPECT_EQ(config.error()[0].ToString(),
             file.string() + ":1:13: providers: cannot read \"" +
                 (dir.path() / "missing.toml").string() + "\": No such file or directory");
+}
+
+TEST(ProvidersTest, ProviderSitesNeedPatternsUnlessTheOperatorRoutesToThem) {
+  TempDir dir;
+  const std::string p = (dir.path() / "p.toml").string();
+  dir.Write("p.toml", "[[site]]\nname = \"relay\"\nmax_connections = 2\n");
+  auto file = dir.Write("main.toml", "providers = \"p.toml\"\n");
+  auto lonely = LoadConfig(file);
+  ASSERT_FALSE(lonely.has_value());
+  ASSERT_EQ(lonely.error().size(), 1u) << Dump(lonely.error());
+  EXPECT_EQ(lonely.error()[0].ToString(),
+            p + ":1:1: site[0].mx_patterns: required key is missing: no [[route]] names site "
+                "\"relay\", so only mx_patterns could bring mail to it");
+  // A route of the operator's file may name a provider site.
+  file = dir.Write("main.toml",
+                   "providers = \"p.toml\"\n"
+                   "[[route]]\ndomain = \"example.com\"\nto = \"relay.example\"\nsite = \"relay\"\n");
+  auto routed = LoadConfig(file);
+  ASSERT_TRUE(routed.has_value()) << Dump(routed.error());
+  EXPECT_EQ(routed->sites.at(0).max_connections, 2u);
 }
 
 // ---- the schema

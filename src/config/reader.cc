@@ -53,7 +53,6 @@ size_t EditDistance(std::string_view a, std::string_view b) {
   return row[b.size()];
 }
 
-
 // An all-numeric last label is refused: "192.0.2.1" is an address, and EHLO
 // wants a name (RFC 5321 4.1.4).
 std::optional<std::string> HostnameProblem(std::string_view name) {

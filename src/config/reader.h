@@ -114,8 +114,7 @@ class Reader {
   // Reads every key of `node` (which must be a table) through `fields`;
   // `path` is the dotted path of the table itself, empty for the root.
   template <typename Fields, typename T>
-  void ReadTable(const toml::node& node, const std::string& path, const Fields& fields,
-                 T& target) {
+  void ReadTable(const toml::node& node, const std::string& path, const Fields& fields, T& target) {
     const toml::table* table = node.as_table();
     if (table == nullptr) {
       ReportType(node, path, "a table");
@@ -344,9 +343,9 @@ class Reader {
     std::string path;  // "source[2]"
   };
   template <typename T, typename FieldRange>
-  std::vector<TableRead<T>> ReadTables(
-      const toml::node& node, const std::string& path, const FieldRange& fields,
-      std::string_view display, std::initializer_list<std::string_view> required) {
+  std::vector<TableRead<T>> ReadTables(const toml::node& node, const std::string& path,
+                                       const FieldRange& fields, std::string_view display,
+                                       std::initializer_list<std::string_view> required) {
     std::vector<TableRead<T>> out;
     const toml::array* array = node.as_array();
     if (array == nullptr) {

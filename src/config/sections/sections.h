@@ -44,8 +44,7 @@ Fields<DnsConfig> DnsFields();
 void ReadSites(Reader& r, const Node& n, const Path& p, Config& c);
 void ReadRoutes(Reader& r, const Node& n, const Path& p, Config& c);
 // `provider_root` is the provider file's root, or null without one.
-void ResolveSites(Reader& r, const toml::table& root, const toml::table* provider_root,
-                  Config& c);
+void ResolveSites(Reader& r, const toml::table& root, const toml::table* provider_root, Config& c);
 // Merges the provider file's sites into c.sites (the operator's): a
 // same-named operator site overrides the provider's key by key; operator
 // sites keep their order, provider-only sites follow in theirs.

@@ -283,7 +283,8 @@ constexpr std::array<Field<WarmupSite>, 2> kWarmupSiteFields{{
          r.Refer("site", *name, n, p);
        }
      }},
-    {"days", [](Reader& r, const Node& n, const Path& p, WarmupSite& c) { c.days = ReadDays(r, n, p); },
+    {"days",
+     [](Reader& r, const Node& n, const Path& p, WarmupSite& c) { c.days = ReadDays(r, n, p); },
      [](const std::string& path, std::vector<std::string>& out) {
        AppendKeys(kWarmupDayFields, path, out);
      }},
