@@ -591,13 +591,26 @@ class Dispatcher::Impl : public std::enable_shared_from_this<Impl>, public Desti
       auto outcomes = co_await conn->Send(tx);
       uint32_t accepted = 0;
       const Outcome* signal = nullptr;  // one pace signal per transaction
+      std::vector<QueuedRecipient> again;
       for (size_t i = 0; i < batch.size(); ++i) {
         Outcome& o = outcomes[i];
         ApplyReplyRules(reply_rules_, key, o);
         if (o.delivered()) ++accepted;
         if (o.pace != Outcome::Pace::kNone && !signal) signal = &o;
-        Apply(site, batch[i], o, ContextFor(site, batch[i], tx.recipients[i], message->sender, &where));
+        const AttemptContext context = ContextFor(site, batch[i], tx.recipients[i], message->sender, &where);
+        // Throttled: the pace was wrong, not the recipient. It goes back to
+        // the head of its lane at once (the shaper slows the pair down), a
+        // bounded number of times, instead of waiting out a retry delay.
+        if (o.throttled && o.kind == Outcome::Kind::kDeferred && batch[i].attempts < kThrottleRequeues) {
+          QueuedRecipient tried = batch[i];
+          ++tried.attempts;
+          ledger_.Requeued(tried, o, context);
+          again.push_back(tried);
+          continue;
+        }
+        Apply(site, batch[i], o, context);
       }
+      if (!again.empty()) scheduler_.Requeue(site, again, lane);
       if (accepted) shaper_.Accepted(source, key, accepted, clock_.Now());
       if (signal) Feed(source, key, *signal);
       if (!outcomes.empty()) scheduler_.SetLastReply(site, outcomes.back().Summary());
@@ -646,6 +659,9 @@ class Dispatcher::Impl : public std::enable_shared_from_this<Impl>, public Desti
     std::string shaped_reason;  // why the shaper last gave no source (logged once)
   };
 
+  // Throttled attempts a recipient may spend going straight back to its
+  // lane before it is deferred like any other (retry wheel, backoff).
+  static constexpr uint16_t kThrottleRequeues = 8;
   // How long a source whose address cannot be bound is left out.
   static constexpr Duration kUnbindableSourcePause = std::chrono::minutes(1);
 

@@ -89,4 +89,9 @@ void RecipientLedger::Deferred(const queue::QueuedRecipient& q, TimePoint next_a
   spool_.UpdateRecipient(record, [this](Result<void> r) { LogSpoolError(r); });
 }
 
+void RecipientLedger::Requeued(const queue::QueuedRecipient& q, const Outcome& o, const AttemptContext& where) {
+  WriteEvent("deferred", q, o, where);
+  ++deferred_;
+}
+
 }  // namespace hikyaku::delivery

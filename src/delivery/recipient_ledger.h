@@ -84,6 +84,11 @@ class RecipientLedger {
   void Deferred(const queue::QueuedRecipient& q, TimePoint next_attempt, const Outcome& o,
                 const AttemptContext& where);
 
+  // A throttled attempt whose recipient goes straight back to its lane
+  // (the pace was wrong, not the recipient): the "deferred" event only. The
+  // spool keeps its record as it was: after a crash it is simply tried again.
+  void Requeued(const queue::QueuedRecipient& q, const Outcome& o, const AttemptContext& where);
+
   LedgerStats Stats() const {
     return {delivered_.load(), deferred_.load(), bounced_.load(), expired_.load(), queued_.load()};
   }

@@ -309,13 +309,20 @@ void FlowController::StartMeasurement(TimePoint now) {
   state_ = State::kMeasuring;
   m_start_ = now;
   m_last_throttle_ = now;
-  m_checkpoint_ = std::chrono::seconds(1);
+  // The first pacing checkpoint comes early: on a fast link an unpaced
+  // sender can push hundreds of transactions into a throttling receiver in
+  // one second, each one a refused attempt.
+  m_checkpoint_ = std::chrono::milliseconds(250);
   m_window_start_ = now + kInFlightGrace;
   m_accepted_ = 0;
   m_accepted_all_ = 0;
   m_transactions_ = 0;
   m_throttles_ = 1;
-  m_pacing_ = learned_rate_;  // unchanged for the first second
+  // Not unpaced until the first checkpoint: a sender on a fast link would
+  // push hundreds of refused transactions in that time. Start from what was
+  // learned, or from a modest rate the checkpoints raise 1.5x each while the
+  // receiver accepts all of it.
+  m_pacing_ = learned_rate_ > 0 ? learned_rate_ : tuning_.measure_start_rate;
 }
 
 // A failed probe costs about probe_fail_throttles throttled replies; at a
@@ -357,6 +364,16 @@ void FlowController::AdvanceMeasurement(TimePoint now) {
     return;
   }
   if (now - m_last_throttle_ >= NoiseQuiet()) {
+    // Throttles stopped. Many of them (a real share of what was sent) is a
+    // limit the sender stopped pushing against — it ran out of mail, say —
+    // so what was accepted meanwhile is still the best estimate; a few is
+    // noise.
+    const Duration elapsed = now - m_window_start_;
+    if (elapsed >= tuning_.measure_min && m_accepted_ > 0 && m_throttles_ >= tuning_.min_throttles &&
+        static_cast<double>(m_throttles_) >= 0.25 * static_cast<double>(m_transactions_)) {
+      Conclude(m_last_throttle_ > m_window_start_ ? m_last_throttle_ : now);
+      return;
+    }
     Cancel(now);
     return;
   }

@@ -113,6 +113,7 @@ struct FlowTuning {
   double probe_fail_fraction = 0.02;  // at least this share of its transactions
   Duration noise_quiet = std::chrono::seconds(10);
   double measure_pacing_factor = 1.5;
+  double measure_start_rate = 20;  // recipients/s from the first throttle until the first checkpoint
   Duration hold_wait = std::chrono::seconds(30);
   Duration hold_wait_max = std::chrono::seconds(120);
   double probe_spacing_transactions = 300;  // hold_wait may grow to this many / E seconds
