@@ -15,6 +15,7 @@
 
 #include "base/clock.h"
 #include "base/message_id.h"
+#include "queue/flow_table.h"
 
 namespace hikyaku::queue {
 
@@ -42,7 +43,7 @@ struct QueuedRecipient {
   uint32_t domain = 0;    // interned recipient domain (DomainTable); opaque to the scheduler
   SiteId site;            // set by the Scheduler when the recipient is enqueued
   uint16_t attempts = 0;  // delivery attempts so far; saturates at 65535
-  uint16_t reserved = 0;  // padding made explicit; always 0
+  FlowId flow = kDefaultFlow;  // (tenant, priority), FlowTable; 0 = no tenant, normal
 
   friend constexpr bool operator==(const QueuedRecipient&, const QueuedRecipient&) = default;
 };

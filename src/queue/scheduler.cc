@@ -9,6 +9,9 @@ namespace hikyaku::queue {
 
 namespace {
 constexpr uint64_t kMilli = 1000;  // thousandths of a token per token
+// Pass units per recipient at weight 1: divisible by every weight 1..16, so
+// small weights share exactly.
+constexpr uint64_t kPassPerRecipient = 720720;
 }  // namespace
 
 SchedulerOptions SchedulerOptions::FromConfig(const config::Config& config, uint64_t seed) {
@@ -77,7 +80,7 @@ std::vector<SiteId> Scheduler::TakeActivatedSites() {
 void Scheduler::EnqueueFresh(SiteId id, QueuedRecipient r) {
   Site& s = At(id);
   r.site = id;
-  s.lanes_[Site::Index(Lane::kFresh)].PushBack(r);
+  s.lanes_[Site::Index(Lane::kFresh)].PushBack(r, High(r.flow));
   ++s.counters_.enqueued_fresh;
   Activate(s);
 }
@@ -85,13 +88,47 @@ void Scheduler::EnqueueFresh(SiteId id, QueuedRecipient r) {
 void Scheduler::EnqueueRetry(SiteId id, QueuedRecipient r, TimePoint due) {
   Site& s = At(id);
   r.site = id;
+  (void)flows_.priority(r.flow);  // checks the flow exists before it waits for days
   wheel_.Insert(due, r);
   ++s.waiting_;
 }
 
 // --- Connections -------------------------------------------------------------
 
+bool Scheduler::Usable(FlowId flow, const FlowFilter* eligible) const {
+  if (paused_count_ != 0 && flow < paused_flows_.size() && paused_flows_[flow]) return false;
+  return eligible == nullptr || !*eligible || (*eligible)(flow);
+}
+
+size_t Scheduler::Runs(const FlowLane& lane, const FlowFilter* eligible) const {
+  // Fast path: no pause anywhere and no filter, the lane's cached total.
+  if (paused_count_ == 0 && (eligible == nullptr || !*eligible)) return lane.runs();
+  size_t runs = 0;
+  for (const auto& e : lane.flows()) {
+    if (Usable(e.flow, eligible)) runs += e.queue.runs();
+  }
+  return runs;
+}
+
+bool Scheduler::HasWork(const FlowLane& lane, const FlowFilter* eligible) const {
+  if (paused_count_ == 0 && (eligible == nullptr || !*eligible)) return !lane.empty();
+  for (const auto& e : lane.flows()) {
+    if (Usable(e.flow, eligible)) return true;  // entries are never empty
+  }
+  return false;
+}
+
 std::optional<Lane> Scheduler::ConnectionWanted(SiteId id, bool site_reachable) const {
+  return ConnectionWantedImpl(id, site_reachable, nullptr);
+}
+
+std::optional<Lane> Scheduler::ConnectionWanted(SiteId id, bool site_reachable,
+                                                const FlowFilter& eligible) const {
+  return ConnectionWantedImpl(id, site_reachable, &eligible);
+}
+
+std::optional<Lane> Scheduler::ConnectionWantedImpl(SiteId id, bool site_reachable,
+                                                    const FlowFilter* eligible) const {
   // Waiting for a dead site must not occupy a slot: the Postfix failure mode
   // where every delivery agent sits in a 30 s connect timeout.
   if (!site_reachable) return std::nullopt;
@@ -99,15 +136,16 @@ std::optional<Lane> Scheduler::ConnectionWanted(SiteId id, bool site_reachable) 
     return std::nullopt;
   }
   const Site& s = site(id);
+  if (s.paused_) return std::nullopt;  // a suspended site holds no connection
   const uint32_t max = s.limits_.max_connections;
   const uint32_t fresh_conns = s.connections(Lane::kFresh);
   const uint32_t retry_conns = s.connections(Lane::kRetry);
   const uint32_t total = fresh_conns + retry_conns;
   if (total >= max) return std::nullopt;
 
-  const bool fresh_wants = s.lane(Lane::kFresh).runs() > fresh_conns;
-  const bool retry_wants =
-      retry_conns < s.limits_.RetryConnectionCap() && s.lane(Lane::kRetry).runs() > retry_conns;
+  const bool fresh_wants = Runs(s.lane(Lane::kFresh), eligible) > fresh_conns;
+  const bool retry_wants = retry_conns < s.limits_.RetryConnectionCap() &&
+                           Runs(s.lane(Lane::kRetry), eligible) > retry_conns;
   const uint32_t reserve = (retry_wants && retry_conns == 0 && max >= 2) ? 1 : 0;
   if (fresh_wants && total + reserve < max) return Lane::kFresh;
   if (retry_wants) return Lane::kRetry;
@@ -128,10 +166,19 @@ void Scheduler::ConnectionClosed(SiteId id, Lane lane) {
 }
 
 std::optional<Lane> Scheduler::WorkFor(SiteId id, Lane current) {
+  return WorkForImpl(id, current, nullptr);
+}
+
+std::optional<Lane> Scheduler::WorkFor(SiteId id, Lane current, const FlowFilter& eligible) {
+  return WorkForImpl(id, current, &eligible);
+}
+
+std::optional<Lane> Scheduler::WorkForImpl(SiteId id, Lane current, const FlowFilter* eligible) {
   Site& s = At(id);
   HIKYAKU_CHECK(s.connections_[Site::Index(current)] > 0);
-  const bool fresh_has = !s.lane(Lane::kFresh).empty();
-  const bool retry_has = !s.lane(Lane::kRetry).empty();
+  if (s.paused_) return std::nullopt;
+  const bool fresh_has = HasWork(s.lane(Lane::kFresh), eligible);
+  const bool retry_has = HasWork(s.lane(Lane::kRetry), eligible);
   auto relabel = [&s](Lane from, Lane to) {
     --s.connections_[Site::Index(from)];
     ++s.connections_[Site::Index(to)];
@@ -144,7 +191,7 @@ std::optional<Lane> Scheduler::WorkFor(SiteId id, Lane current) {
     }
     return std::nullopt;
   }
-  const bool fresh_short = s.lane(Lane::kFresh).runs() > s.connections(Lane::kFresh);
+  const bool fresh_short = Runs(s.lane(Lane::kFresh), eligible) > s.connections(Lane::kFresh);
   const bool keep_for_retry = retry_has && s.connections(Lane::kRetry) == 1;
   if (fresh_short && !keep_for_retry) return relabel(Lane::kRetry, Lane::kFresh);
   if (retry_has) return Lane::kRetry;
@@ -153,20 +200,52 @@ std::optional<Lane> Scheduler::WorkFor(SiteId id, Lane current) {
 }
 
 std::vector<QueuedRecipient> Scheduler::TakeBatch(SiteId id, Lane lane, size_t max_recipients) {
+  return TakeBatchImpl(id, lane, max_recipients, nullptr);
+}
+
+std::vector<QueuedRecipient> Scheduler::TakeBatch(SiteId id, Lane lane, size_t max_recipients,
+                                                  const FlowFilter& eligible) {
+  return TakeBatchImpl(id, lane, max_recipients, &eligible);
+}
+
+std::vector<QueuedRecipient> Scheduler::TakeBatchImpl(SiteId id, Lane lane,
+                                                      size_t max_recipients,
+                                                      const FlowFilter* eligible) {
   Site& s = At(id);
-  RecipientQueue& q = s.lanes_[Site::Index(lane)];
+  FlowLane& fl = s.lanes_[Site::Index(lane)];
   std::vector<QueuedRecipient> batch;
-  if (q.empty()) return batch;
+  if (fl.empty() || s.paused_) return batch;
+  // The next flow: high priority strictly first (urgent mail must not wait
+  // behind a campaign), then the smallest pass; ties go to the flow that
+  // arrived first. Linear in the lane's flows, which are few.
+  size_t best = fl.entries().size();
+  bool best_high = false;
+  for (size_t i = 0; i < fl.entries().size(); ++i) {
+    const FlowLane::Entry& e = fl.entries()[i];
+    if (!Usable(e.flow, eligible)) continue;
+    const bool high = High(e.flow);
+    if (best == fl.entries().size() || (high && !best_high) ||
+        (high == best_high && e.pass < fl.entries()[best].pass)) {
+      best = i;
+      best_high = high;
+    }
+  }
+  if (best == fl.entries().size()) return batch;
+  FlowLane::Entry& e = fl.entries()[best];
   const size_t limit = std::max<size_t>(
       1, std::min<size_t>(max_recipients, s.limits_.max_recipients_per_transaction));
-  batch.reserve(std::min(limit, q.size()));
-  batch.push_back(q.PopFront());
+  batch.reserve(std::min(limit, e.queue.size()));
+  batch.push_back(fl.PopFront(best));
   // Only the contiguous run: recipients of one message are enqueued together
   // and deferred siblings come back together (same jitter), so scanning
   // further would cost O(lane) for little gain.
-  while (batch.size() < limit && !q.empty() && q.Front().message == batch.front().message) {
-    batch.push_back(q.PopFront());
+  while (batch.size() < limit && !e.queue.empty() &&
+         e.queue.Front().message == batch.front().message) {
+    batch.push_back(fl.PopFront(best));
   }
+  e.pass += batch.size() * (kPassPerRecipient / flows_.weight(e.flow) +
+                            (kPassPerRecipient % flows_.weight(e.flow) != 0 ? 1 : 0));
+  fl.Prune(best);
   s.in_flight_ += batch.size();
   s.counters_.taken += batch.size();
   return batch;
@@ -223,11 +302,11 @@ void Scheduler::Requeue(SiteId id, const QueuedRecipient& r, Lane lane) {
 void Scheduler::Requeue(SiteId id, std::span<const QueuedRecipient> batch, Lane lane) {
   Site& s = At(id);
   HIKYAKU_CHECK(s.in_flight_ >= batch.size());
-  RecipientQueue& q = s.lanes_[Site::Index(lane)];
+  FlowLane& q = s.lanes_[Site::Index(lane)];
   for (auto it = batch.rbegin(); it != batch.rend(); ++it) {
     QueuedRecipient r = *it;
     r.site = id;
-    q.PushFront(r);
+    q.PushFront(r, High(r.flow));
   }
   s.in_flight_ -= batch.size();
   s.counters_.requeued += batch.size();
@@ -237,15 +316,86 @@ void Scheduler::Requeue(SiteId id, std::span<const QueuedRecipient> batch, Lane 
 std::vector<DeferResult> Scheduler::DeferLane(SiteId id, Lane lane, TimePoint now,
                                               size_t max_count) {
   Site& s = At(id);
-  RecipientQueue& q = s.lanes_[Site::Index(lane)];
+  FlowLane& q = s.lanes_[Site::Index(lane)];
   std::vector<DeferResult> out;
   out.reserve(std::min(max_count, q.size()));
-  while (out.size() < max_count && !q.empty()) out.push_back(DeferTaken(s, q.PopFront(), now));
+  // Every flow, paused or not: the site is unreachable for all of them.
+  while (out.size() < max_count && !q.empty()) {
+    out.push_back(DeferTaken(s, q.PopFront(0), now));
+    q.Prune(0);
+  }
   return out;
 }
 
 void Scheduler::SetLastReply(SiteId id, std::string_view reply) {
   At(id).last_reply_.assign(reply);
+}
+
+// --- Flows, suspensions, operator bounces ------------------------------------
+
+void Scheduler::SetFlowPaused(FlowId flow, bool paused) {
+  HIKYAKU_CHECK(flow < flows_.size());
+  if (paused_flows_.size() <= flow) paused_flows_.resize(size_t{flow} + 1, false);
+  if (paused_flows_[flow] == paused) return;
+  paused_flows_[flow] = paused;
+  if (paused) {
+    ++paused_count_;
+    return;
+  }
+  --paused_count_;
+  // Resumed: the sites holding its work must be reconsidered by the
+  // dispatcher. A scan of all sites, once per operator action.
+  for (const auto& s : sites_) {
+    if (s->lane(Lane::kFresh).Find(flow) || s->lane(Lane::kRetry).Find(flow)) Activate(*s);
+  }
+}
+
+bool Scheduler::FlowPaused(FlowId flow) const {
+  return flow < paused_flows_.size() && paused_flows_[flow];
+}
+
+void Scheduler::SetSitePaused(SiteId id, bool paused) {
+  Site& s = At(id);
+  if (s.paused_ == paused) return;
+  s.paused_ = paused;
+  if (!paused && (!s.lane(Lane::kFresh).empty() || !s.lane(Lane::kRetry).empty())) Activate(s);
+}
+
+std::vector<QueuedRecipient> Scheduler::Drain(SiteId id, const FlowFilter& which) {
+  Site& s = At(id);
+  std::vector<QueuedRecipient> out;
+  for (FlowLane& lane : s.lanes_) {
+    for (size_t i = 0; i < lane.flows().size();) {
+      if (!which(lane.entries()[i].flow)) {
+        ++i;
+        continue;
+      }
+      while (!lane.entries()[i].queue.empty()) out.push_back(lane.PopFront(i));
+      lane.Prune(i);  // removes entry i; the next one moves into its place
+    }
+  }
+  s.in_flight_ += out.size();
+  s.counters_.drained += out.size();
+  return out;
+}
+
+std::vector<QueuedRecipient> Scheduler::DrainWaiting(SiteId id, const FlowFilter& which) {
+  At(id);  // checks the id
+  return DrainWaiting([&](SiteId site, FlowId flow) { return site == id && which(flow); });
+}
+
+std::vector<QueuedRecipient> Scheduler::DrainWaiting(
+    const std::function<bool(SiteId, FlowId)>& which) {
+  std::vector<QueuedRecipient> out;
+  wheel_.RemoveIf([&](const QueuedRecipient& r) { return which(r.site, r.flow); },
+                  [&](QueuedRecipient&& r) {
+                    Site& s = *sites_[r.site.value];
+                    --s.waiting_;
+                    ++s.in_flight_;
+                    ++s.counters_.drained;
+                    out.push_back(r);
+                  });
+  return out;
 }
 
 // --- Time --------------------------------------------------------------------
@@ -272,7 +422,7 @@ size_t Scheduler::Tick(TimePoint now) {
     Site& s = *sites_[r.site.value];
     --s.waiting_;
     ++s.counters_.reactivated;
-    s.lanes_[Site::Index(Lane::kRetry)].PushBack(r);
+    s.lanes_[Site::Index(Lane::kRetry)].PushBack(r, High(r.flow));
     Activate(s);
   });
   if (rate != 0) tokens_milli_ -= moved * kMilli;

@@ -34,6 +34,15 @@
 // Each connection serves its own lane (TakeBatch), and WorkFor moves an idle
 // connection to the other lane only within these budgets.
 //
+// Fairness (README.md, "Fairness"): a lane holds one FIFO per flow
+// (tenant, priority; flows() interns them). TakeBatch serves high-priority
+// flows strictly first, then normal flows by weighted round robin counted in
+// recipients (tenant weight). Runs, and so ConnectionWanted, are sums over
+// the flows that are not paused. Paused flows (SetFlowPaused) and paused
+// sites (SetSitePaused) keep their recipients queued but hold no
+// connection. Drain/DrainWaiting remove queued or waiting recipients for an
+// operator bounce.
+//
 // Pacing: due retries leave the wheel at most options.retry.reactivation_rate
 // per second (token bucket holding one second's worth), oldest first, so a
 // million retries that fall due together trickle in: no "flush" herd.
@@ -53,6 +62,7 @@
 
 #include "base/clock.h"
 #include "config/config.h"
+#include "queue/flow_table.h"
 #include "queue/queued_recipient.h"
 #include "queue/retry_policy.h"
 #include "queue/site.h"
@@ -103,6 +113,11 @@ struct SchedulerTotals {
 
 class Scheduler {
  public:
+  // Which flows a connection may serve (a connection bound to a source
+  // serves only tenants whose pool contains that source). An empty
+  // std::function means every flow.
+  using FlowFilter = std::function<bool(FlowId)>;
+
   // `start`: the current time (the wheel and the pacing bucket start here).
   Scheduler(const SchedulerOptions& options, TimePoint start);
   Scheduler(const Scheduler&) = delete;
@@ -130,7 +145,13 @@ class Scheduler {
   // Should the dispatcher open another connection for `site`, and for which
   // lane? nullopt when the site is unreachable (all its hosts down), when a
   // limit is reached, or when open connections suffice for the queued work.
+  // Also nullopt for a paused site. Runs of paused flows do not count (a
+  // suspended tenant holds no connection).
   std::optional<Lane> ConnectionWanted(SiteId site, bool site_reachable) const;
+  // The same, counting only the runs of flows `eligible` accepts: "does a
+  // connection from this source have work here?".
+  std::optional<Lane> ConnectionWanted(SiteId site, bool site_reachable,
+                                       const FlowFilter& eligible) const;
   void ConnectionOpened(SiteId site, Lane lane);
   void ConnectionClosed(SiteId site, Lane lane);
   // For an open connection of `current` between transactions: the lane it
@@ -139,14 +160,27 @@ class Scheduler {
   // connection takes retry work only while the retry lane is under its cap;
   // a retry connection turns fresh when fresh work is short of connections
   // (but the last one stays while retries wait).
+  // nullopt for a paused site (QUIT). With `eligible`, only work of the
+  // flows it accepts counts (the connection's source may serve only some
+  // tenants); paused flows never count.
   std::optional<Lane> WorkFor(SiteId site, Lane current);
+  std::optional<Lane> WorkFor(SiteId site, Lane current, const FlowFilter& eligible);
 
   // The recipients of ONE transaction: the head of `lane` and the recipients
   // directly behind it that belong to the same message, at most
   // min(max_recipients, max_recipients_per_transaction) (and at least one if
   // the lane is not empty). Empty when the lane is empty. Each recipient
   // returned must later get exactly one outcome call.
+  //
+  // Which flow: the high-priority flows of the lane strictly first, then
+  // the normal ones; within a class, the flow with the smallest pass
+  // (weighted round robin counted in recipients: taking n recipients adds
+  // n / weight to the flow's pass). Paused flows are skipped; an empty
+  // batch for a paused site or when only paused flows have recipients.
   std::vector<QueuedRecipient> TakeBatch(SiteId site, Lane lane, size_t max_recipients);
+  // The same, taking only from flows `eligible` accepts.
+  std::vector<QueuedRecipient> TakeBatch(SiteId site, Lane lane, size_t max_recipients,
+                                         const FlowFilter& eligible);
 
   // --- Outcomes ------------------------------------------------------------
   void Delivered(SiteId site, uint32_t count = 1);
@@ -154,7 +188,7 @@ class Scheduler {
   // Counts an attempt and schedules the retry (RetryPolicy, jittered per
   // message so siblings stay together), or reports expiry.
   DeferResult Defer(SiteId site, QueuedRecipient r, TimePoint now);
-  // Back to the head of `lane`, no attempt counted. The span form keeps the
+  // Back to the head of its flow's queue in `lane`, no attempt counted. The span form keeps the
   // order: after Requeue(batch) the lane starts with batch[0], batch[1], ...
   void Requeue(SiteId site, const QueuedRecipient& r, Lane lane);
   void Requeue(SiteId site, std::span<const QueuedRecipient> batch, Lane lane);
@@ -163,6 +197,32 @@ class Scheduler {
   // are all down. Results in lane order.
   std::vector<DeferResult> DeferLane(SiteId site, Lane lane, TimePoint now, size_t max_count);
   void SetLastReply(SiteId site, std::string_view reply);
+
+  // --- Flows, suspensions, operator bounces --------------------------------
+  FlowTable& flows() { return flows_; }
+  const FlowTable& flows() const { return flows_; }
+  // A paused flow's recipients stay queued (lanes and wheel) but are not
+  // taken and count no runs. Resuming activates the sites holding its work.
+  void SetFlowPaused(FlowId flow, bool paused);
+  bool FlowPaused(FlowId flow) const;
+  // A paused site wants no connection, WorkFor says QUIT, TakeBatch gives
+  // nothing; its recipients stay, retries still come due into its lane.
+  // Resuming activates the site if it has queued work.
+  void SetSitePaused(SiteId site, bool paused);
+  // Removes every recipient queued in the lanes of `site` whose flow `which`
+  // accepts (paused or not), fresh lane first, each flow in its order.
+  // Contract: the returned recipients count as in flight, like taken ones,
+  // and each must get exactly one outcome (normally Bounced; Requeue puts
+  // one back). Other flows keep their recipients and order.
+  std::vector<QueuedRecipient> Drain(SiteId site, const FlowFilter& which);
+  // The same for recipients waiting in the retry wheel (not yet due, or due
+  // and held back by pacing): those of `site` whose flow `which` accepts.
+  // Same contract as Drain. A full scan of the wheel: one call per operator
+  // action, not per site in a loop; the second form selects across all
+  // sites in one scan ("bounce everything of tenant T").
+  std::vector<QueuedRecipient> DrainWaiting(SiteId site, const FlowFilter& which);
+  std::vector<QueuedRecipient> DrainWaiting(
+      const std::function<bool(SiteId, FlowId)>& which);
 
   // --- Time ----------------------------------------------------------------
   // Moves due retries into their sites' retry lanes, paced. Returns how many.
@@ -184,6 +244,16 @@ class Scheduler {
   void Activate(Site& site);
   DeferResult DeferTaken(Site& site, QueuedRecipient r, TimePoint now);
   void Refill(TimePoint now);
+  bool Usable(FlowId flow, const FlowFilter* eligible) const;
+  // Runs (or, for HasWork, recipients) of the lane's usable flows.
+  size_t Runs(const FlowLane& lane, const FlowFilter* eligible) const;
+  bool HasWork(const FlowLane& lane, const FlowFilter* eligible) const;
+  bool High(FlowId flow) const { return flows_.priority(flow) == Priority::kHigh; }
+  std::optional<Lane> ConnectionWantedImpl(SiteId site, bool site_reachable,
+                                           const FlowFilter* eligible) const;
+  std::optional<Lane> WorkForImpl(SiteId site, Lane current, const FlowFilter* eligible);
+  std::vector<QueuedRecipient> TakeBatchImpl(SiteId site, Lane lane, size_t max_recipients,
+                                             const FlowFilter* eligible);
 
   SchedulerOptions options_;
   RetryPolicy policy_;
@@ -194,6 +264,9 @@ class Scheduler {
   std::unordered_map<std::string_view, SiteId> by_key_;
   std::vector<SiteId> activated_;
   uint32_t total_connections_ = 0;
+  FlowTable flows_;
+  std::vector<bool> paused_flows_;  // indexed by FlowId; absent = not paused
+  size_t paused_count_ = 0;
   // Token bucket in thousandths of a token (1000 = one reactivation).
   uint64_t tokens_milli_ = 0;
   TimePoint last_refill_;

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <optional>
 
 #include "base/check.h"
 
@@ -59,6 +60,72 @@ QueuedRecipient RecipientQueue::PopFront() {
 const QueuedRecipient& RecipientQueue::Front() const {
   HIKYAKU_CHECK(items_ && !items_->empty());
   return items_->front();
+}
+
+}  // namespace hikyaku::queue
+
+// --- FlowLane ----------------------------------------------------------------
+
+namespace hikyaku::queue {
+
+const std::vector<FlowLane::Entry> FlowLane::kNoFlows;
+
+const RecipientQueue* FlowLane::Find(FlowId flow) const {
+  for (const Entry& e : flows()) {
+    if (e.flow == flow) return &e.queue;
+  }
+  return nullptr;
+}
+
+FlowLane::Entry& FlowLane::Get(FlowId flow, bool high) {
+  // Linear: a lane holds the flows of the tenants currently sending to this
+  // site, usually one or a handful.
+  if (!flows_) flows_ = std::make_unique<std::vector<Entry>>();
+  std::optional<uint64_t> start;
+  for (Entry& e : *flows_) {
+    if (e.flow == flow) return e;
+    // The class is read from the flow table by the caller; entries of the
+    // other class do not bound this one's start.
+    if (e.high == high) start = std::min(start.value_or(e.pass), e.pass);
+  }
+  Entry& e = flows_->emplace_back();
+  e.flow = flow;
+  e.high = high;
+  e.pass = start.value_or(0);
+  return e;
+}
+
+void FlowLane::PushBack(const QueuedRecipient& r, bool high) {
+  RecipientQueue& q = Get(r.flow, high).queue;
+  const size_t before = q.runs();
+  q.PushBack(r);
+  runs_ += q.runs() - before;
+  ++size_;
+}
+
+void FlowLane::PushFront(const QueuedRecipient& r, bool high) {
+  RecipientQueue& q = Get(r.flow, high).queue;
+  const size_t before = q.runs();
+  q.PushFront(r);
+  runs_ += q.runs() - before;
+  ++size_;
+}
+
+QueuedRecipient FlowLane::PopFront(size_t entry) {
+  HIKYAKU_CHECK(flows_ && entry < flows_->size());
+  RecipientQueue& q = (*flows_)[entry].queue;
+  const size_t before = q.runs();
+  const QueuedRecipient r = q.PopFront();
+  runs_ -= before - q.runs();
+  --size_;
+  return r;
+}
+
+bool FlowLane::Prune(size_t i) {
+  if (!(*flows_)[i].queue.empty()) return false;
+  flows_->erase(flows_->begin() + static_cast<std::ptrdiff_t>(i));
+  if (flows_->empty()) flows_.reset();  // an empty site must stay small
+  return true;
 }
 
 }  // namespace hikyaku::queue

@@ -122,6 +122,60 @@ class TimerWheel {
     return TickTime(wake);
   }
 
+  // Removes every entry (due or not) for which `pred(const T&)` is true,
+  // calling `sink(T&&)` for each; the others keep their place and order.
+  // O(entries + slots): a full scan, for rare operator actions ("bounce
+  // what waits for this site"), not for the delivery path.
+  template <typename Pred, typename Sink>
+  size_t RemoveIf(Pred&& pred, Sink&& sink) {
+    size_t removed = 0;
+    auto filter = [&](List& list) {
+      size_t n_removed = 0;
+      List kept;
+      for (uint32_t n = list.head; n != kNil;) {
+        const uint32_t next = At(n).next;
+        if (pred(std::as_const(At(n).value))) {
+          T value = std::move(At(n).value);
+          Free(n);
+          ++n_removed;
+          sink(std::move(value));
+        } else {
+          Append(kept, n);
+        }
+        n = next;
+      }
+      list = kept;
+      return n_removed;
+    };
+    for (int64_t slot = 0; slot < kSlots; ++slot) {
+      if (level0_[slot].head != kNil) {
+        const size_t n = filter(level0_[slot]);
+        level0_count_ -= n;
+        removed += n;
+        if (level0_[slot].head == kNil) ClearBit(level0_bits_, slot);
+      }
+      if (level1_[slot].head != kNil) {
+        const size_t n = filter(level1_[slot]);
+        level1_count_ -= n;
+        removed += n;
+        if (level1_[slot].head == kNil) ClearBit(level1_bits_, slot);
+      }
+    }
+    {
+      const size_t n = filter(overflow_);
+      overflow_count_ -= n;
+      removed += n;
+    }
+    {
+      const size_t n = filter(ready_);
+      ready_count_ -= n;
+      removed += n;
+    }
+    size_ -= removed;
+    if (size_ == 0) ReleasePool();
+    return removed;
+  }
+
   size_t size() const { return size_; }
   bool empty() const { return size_ == 0; }
   // Entries already due (as of the last DrainDue) but not yet taken.
