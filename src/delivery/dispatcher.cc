@@ -102,6 +102,8 @@ class Dispatcher::Impl : public std::enable_shared_from_this<Impl>, public Desti
       tenant_weights_[t.name] = t.weight;
     }
     default_pool_name_ = config.delivery.pool.empty() ? "default" : config.delivery.pool;
+    flow_pools_.clear();
+    for (const auto& [tenant, weight] : tenant_weights_) scheduler_.flows().SetTenantWeight(tenant, weight);
   }
 
   void Apply(std::shared_ptr<const config::Config> config) {
@@ -124,7 +126,7 @@ class Dispatcher::Impl : public std::enable_shared_from_this<Impl>, public Desti
 
   // --- Arrival ---------------------------------------------------------------
 
-  void Recover(const spool::RecipientRecord& record) {
+  void Recover(const spool::RecipientRecord& record, std::string_view tenant, uint8_t priority) {
     if (hold_) return ledger_.CountHeld(1);  // held mail stays in the spool only
     QueuedRecipient q;
     q.message = record.message;
@@ -132,23 +134,70 @@ class Dispatcher::Impl : public std::enable_shared_from_this<Impl>, public Desti
     q.index = record.index;
     q.domain = domains_.Intern(DomainOf(record.recipient));
     q.attempts = static_cast<uint16_t>(std::min<uint32_t>(record.attempts, queue::kMaxAttempts));
+    q.flow = FlowOf(tenant, priority);
     ledger_.Track(record.message, 1, 0);
     destinations_->Enqueue(q, record.next_attempt);
   }
 
-  void Accept(MessageId id, TimePoint received_at, const std::vector<std::string>& recipients) {
+  void Accept(MessageId id, TimePoint received_at, const std::vector<std::string>& recipients,
+              std::string_view tenant, uint8_t priority) {
     if (hold_) return ledger_.CountHeld(recipients.size());
     const auto count = static_cast<uint32_t>(recipients.size());
     ledger_.Track(id, count, count);
     const TimePoint now = clock_.Now();
+    const queue::FlowId flow = FlowOf(tenant, priority);
     for (uint32_t i = 0; i < count; ++i) {
       QueuedRecipient q;
       q.message = id;
       q.received_at = received_at;
       q.index = i;
       q.domain = domains_.Intern(DomainOf(recipients[i]));
+      q.flow = flow;
       destinations_->Enqueue(q, now);
     }
+  }
+
+  // --- Tenants, flows and pools ------------------------------------------------
+
+  queue::FlowId FlowOf(std::string_view tenant, uint8_t priority) {
+    auto& flows = scheduler_.flows();
+    const queue::FlowId flow = flows.Intern(tenant, priority ? queue::Priority::kHigh : queue::Priority::kNormal);
+    if (!tenant.empty())
+      if (auto it = tenant_weights_.find(std::string(tenant)); it != tenant_weights_.end())
+        flows.SetTenantWeight(tenant, it->second);
+    return flow;
+  }
+
+  // The pool a flow's mail leaves from: its tenant's (an operator move wins
+  // over the configuration), else delivery.pool. Looked up when a
+  // connection takes work, so a move applies to mail already queued.
+  shaping::PoolId PoolOfFlow(queue::FlowId flow) {
+    if (flow < flow_pools_.size() && flow_pools_[flow] >= 0) return static_cast<shaping::PoolId>(flow_pools_[flow]);
+    const std::string tenant(scheduler_.flows().tenant(flow));
+    std::string name = default_pool_name_;
+    if (!tenant.empty()) {
+      if (auto it = tenant_moves_.find(tenant); it != tenant_moves_.end()) name = it->second;
+      else if (auto it = tenant_pools_.find(tenant); it != tenant_pools_.end()) name = it->second;
+    }
+    auto pool = shaper_.FindPool(name);
+    if (!pool) pool = shaper_.FindPool(default_pool_name_);
+    const shaping::PoolId id = pool.value_or(0);
+    if (flow >= flow_pools_.size()) flow_pools_.resize(flow + 1, -1);
+    flow_pools_[flow] = static_cast<int32_t>(id);
+    return id;
+  }
+
+  // Flows whose mail a connection from `source` may carry to `site` now.
+  queue::Scheduler::FlowFilter SourceFilter(shaping::SourceId source, const std::string& site, TimePoint now) {
+    return [this, source, &site, now](queue::FlowId flow) {
+      return shaper_.PoolContains(PoolOfFlow(flow), source) &&
+             !shaper_.TenantBlocked(scheduler_.flows().tenant(flow), site, now);
+    };
+  }
+  queue::Scheduler::FlowFilter PoolFilter(shaping::PoolId pool, const std::string& site, TimePoint now) {
+    return [this, pool, &site, now](queue::FlowId flow) {
+      return PoolOfFlow(flow) == pool && !shaper_.TenantBlocked(scheduler_.flows().tenant(flow), site, now);
+    };
   }
 
   void Start() { SchedulePump(); }
@@ -207,6 +256,7 @@ class Dispatcher::Impl : public std::enable_shared_from_this<Impl>, public Desti
     std::string source;  // its name
     std::string source_ip;
     std::string pool;
+    std::string tenant;
   };
 
   AttemptContext ContextFor(SiteId site, const QueuedRecipient& q, std::string_view recipient,
@@ -221,6 +271,7 @@ class Dispatcher::Impl : public std::enable_shared_from_this<Impl>, public Desti
       c.mx_ip = where->mx_ip;
       c.source = where->source;
       c.pool = where->pool;
+      c.tenant = where->tenant;
       c.source_ip = where->source_ip;
     }
     return c;
@@ -340,33 +391,42 @@ class Dispatcher::Impl : public std::enable_shared_from_this<Impl>, public Desti
     }
     // Slow start: until one connection to the site got through, only one
     // tries — a blackhole costs one probing connection, not one per slot.
-    bool shaped = false;
+    bool shaped = false, wanted = false;
+    const std::string& key = s.key();
     while (!(!info.proven && info.opening > 0)) {
-      auto lane = scheduler_.ConnectionWanted(site, true);
-      if (!lane) break;
-      // Where from: a source of the pool with headroom at this site (the
-      // shaper's answer), or no connection now.
-      auto source = PickSource(site, now);
+      // For which pool's mail, and from which of its sources: the pools
+      // are taken in turn, each asked whether its tenants' mail wants a
+      // connection and whether one of its sources has headroom here.
+      std::optional<Lane> lane;
+      std::optional<shaping::SourceId> source;
+      wanted = false;
+      const size_t pools = shaper_.pool_count();
+      for (size_t k = 0; k < pools && !source; ++k) {
+        const auto pool = static_cast<shaping::PoolId>((info.pool_rotor + k) % pools);
+        lane = scheduler_.ConnectionWanted(site, true, PoolFilter(pool, key, now));
+        if (!lane) continue;
+        wanted = true;
+        source = PickSource(site, pool, now);
+        if (source) info.pool_rotor = static_cast<uint32_t>(pool + 1);
+      }
       if (!source) {
-        shaped = true;
+        shaped = wanted;
         break;
       }
       scheduler_.ConnectionOpened(site, *lane);
-      shaper_.Opened(*source, s.key(), now);
+      shaper_.Opened(*source, key, now);
       ++info.opening;
       ++connections_opened_;
       asio::co_spawn(io_, RunConnection(shared_from_this(), site, *lane, *source), asio::detached);
     }
-    if (shaped || scheduler_.ConnectionWanted(site, true)) starved_.insert(site.value);
+    if (shaped || (info.opening > 0 && !info.proven)) starved_.insert(site.value);
     else starved_.erase(site.value);
   }
 
-  // The pool whose sources the site's next connection uses, and the source.
-  std::optional<shaping::SourceId> PickSource(SiteId site, TimePoint now) {
+  // A source of `pool` with headroom at the site, or none now.
+  std::optional<shaping::SourceId> PickSource(SiteId site, shaping::PoolId pool, TimePoint now) {
     const std::string& key = scheduler_.site(site).key();
-    auto pool = shaper_.FindPool(default_pool_name_);
-    if (!pool) pool = 0;
-    auto pick = shaper_.PickSource(*pool, key, now);
+    auto pick = shaper_.PickSource(pool, key, now);
     if (pick.source) return pick.source;
     auto& info = sites_[site.value];
     if (info.shaped_reason != pick.why_not) {
@@ -524,11 +584,11 @@ class Dispatcher::Impl : public std::enable_shared_from_this<Impl>, public Desti
     asio::steady_timer pace(io_);
     const shaping::SiteShaping pair_limits = shaper_.LimitsFor(source, key);
     where.source = shaper_.source(source).name;
-    where.pool = default_pool_name_;
     while (!stopped_) {
       const TimePoint now = clock_.Now();
       if (shaper_.SiteSuspended(key, now) || !shaper_.MaySend(source, key, "", 1, now)) break;
-      auto work = scheduler_.WorkFor(site, lane);
+      const auto eligible = SourceFilter(source, key, now);
+      auto work = scheduler_.WorkFor(site, lane, eligible);
       if (!work) {
         // Keep the connection a little for mail that is about to arrive.
         info.idle.push_back(&idle);
@@ -544,8 +604,11 @@ class Dispatcher::Impl : public std::enable_shared_from_this<Impl>, public Desti
       const auto& limits = scheduler_.site(site).limits();
       size_t max_rcpt = limits.max_recipients_per_transaction;
       if (pair_limits.max_recipients_per_message) max_rcpt = std::min<size_t>(max_rcpt, pair_limits.max_recipients_per_message);
-      auto batch = scheduler_.TakeBatch(site, lane, max_rcpt);
+      auto batch = scheduler_.TakeBatch(site, lane, max_rcpt, eligible);
       if (batch.empty()) break;
+      const std::string tenant(scheduler_.flows().tenant(batch.front().flow));
+      where.tenant = tenant;
+      where.pool = shaper_.pool_name(PoolOfFlow(batch.front().flow));
       const auto n = static_cast<uint32_t>(batch.size());
       // How fast: the pair's pacing. A short wait keeps the connection; a
       // long one (or a warm-up cap) gives the batch back and closes it, so
@@ -657,6 +720,7 @@ class Dispatcher::Impl : public std::enable_shared_from_this<Impl>, public Desti
     uint32_t opening = 0;  // connections between connect and EHLO
     std::string last_failure;
     std::string shaped_reason;  // why the shaper last gave no source (logged once)
+    uint32_t pool_rotor = 0;    // the pool asked first for the next connection
   };
 
   // Throttled attempts a recipient may spend going straight back to its
@@ -678,6 +742,8 @@ class Dispatcher::Impl : public std::enable_shared_from_this<Impl>, public Desti
   std::unordered_map<std::string, std::string> tenant_pools_;  // tenant -> pool name
   std::unordered_map<std::string, uint32_t> tenant_weights_;
   std::string default_pool_name_;
+  std::unordered_map<std::string, std::string> tenant_moves_;  // operator: tenant -> pool (persisted)
+  std::vector<int32_t> flow_pools_;                            // flow -> PoolId cache; -1 = not known
   std::vector<std::pair<SiteId, queue::SiteLimits>> pending_limits_;
   queue::DomainTable domains_;
   queue::SiteAssignment assignment_;
@@ -705,6 +771,8 @@ class Dispatcher::Impl : public std::enable_shared_from_this<Impl>, public Desti
     MessageId id;
     TimePoint received_at;
     std::vector<std::string> recipients;
+    std::string tenant;
+    uint8_t priority = 0;
   };
   std::mutex arrivals_mu_;
   std::vector<Arrival> arrivals_;
@@ -719,9 +787,12 @@ Dispatcher::Dispatcher(asio::io_context& context, const config::Config& config, 
 
 Dispatcher::~Dispatcher() = default;
 
-void Dispatcher::Recover(const spool::RecipientRecord& record) { impl_->Recover(record); }
+void Dispatcher::Recover(const spool::RecipientRecord& record, std::string_view tenant, uint8_t priority) {
+  impl_->Recover(record, tenant, priority);
+}
 
-void Dispatcher::Accept(MessageId id, TimePoint received_at, std::vector<std::string> recipients) {
+void Dispatcher::Accept(MessageId id, TimePoint received_at, std::vector<std::string> recipients,
+                        std::string tenant, uint8_t priority) {
   // Runs on the spool's commit thread: hop to the dispatcher's thread. Only
   // the first arrival of a batch posts (and so wakes that thread); the ones
   // that come before it runs join the batch.
@@ -729,7 +800,7 @@ void Dispatcher::Accept(MessageId id, TimePoint received_at, std::vector<std::st
   {
     std::lock_guard lock(impl_->arrivals_mu_);
     first = impl_->arrivals_.empty();
-    impl_->arrivals_.push_back({id, received_at, std::move(recipients)});
+    impl_->arrivals_.push_back({id, received_at, std::move(recipients), std::move(tenant), priority});
   }
   if (!first) return;
   asio::post(impl_->io_executor(), [impl = impl_] {
@@ -738,7 +809,7 @@ void Dispatcher::Accept(MessageId id, TimePoint received_at, std::vector<std::st
       std::lock_guard lock(impl->arrivals_mu_);
       batch.swap(impl->arrivals_);
     }
-    for (const auto& arrival : batch) impl->Accept(arrival.id, arrival.received_at, arrival.recipients);
+    for (const auto& a : batch) impl->Accept(a.id, a.received_at, a.recipients, a.tenant, a.priority);
   });
 }
 

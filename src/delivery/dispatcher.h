@@ -73,9 +73,12 @@ class Dispatcher {
   // A recovered recipient (start-up, before Start()).
   // Its age (for retry.max_age) comes from the MessageId, which carries the
   // arrival time: recovery needs no extra read.
-  void Recover(const spool::RecipientRecord& record);
+  void Recover(const spool::RecipientRecord& record, std::string_view tenant = {}, uint8_t priority = 0);
   // A newly accepted message; any thread.
-  void Accept(MessageId id, TimePoint received_at, std::vector<std::string> recipients);
+  // `tenant` ("" = none) picks the pool and the fairness flow; priority 1 =
+  // high (served before normal mail in its site lane).
+  void Accept(MessageId id, TimePoint received_at, std::vector<std::string> recipients, std::string tenant = {},
+              uint8_t priority = 0);
 
   void Start();
   // Stops opening connections; open ones finish their transaction and QUIT.
