@@ -16,6 +16,7 @@
 #include <spdlog/spdlog.h>
 
 #include "admin/queues_view.h"
+#include "admin/shaping_view.h"
 #include "delivery/dispatcher.h"
 #include "dns/cares_resolver.h"
 #include "dns/static_routes.h"
@@ -130,6 +131,7 @@ int RunDaemon(const config::Config& config) {
   http_options.max_recipients = config.smtp_in.max_recipients;
   inject::HttpApi::JsonEndpoints endpoints;
   endpoints["/api/v1/queues"] = [&dispatcher](nlohmann::json& out) { out = admin::QueuesJson(dispatcher.Queues()); };
+  endpoints["/api/v1/shaping"] = [&dispatcher](nlohmann::json& out) { out = admin::ShapingJson(dispatcher.Shaping()); };
   endpoints["/api/v1/stats"] = [&](nlohmann::json& out) {
     auto in = intake.Stats();
     auto sp = (*spool)->Stats();

@@ -15,6 +15,7 @@
 #include "app/daemon.h"
 #include "app/demo.h"
 #include "app/queues_command.h"
+#include "app/shaping_commands.h"
 #include "app/spool_commands.h"
 #include "auth/password.h"
 #include "config/config.h"
@@ -103,6 +104,8 @@ int main(int argc, char** argv) {
   hikyaku::sink::AddSinkCommand(app, sink_run);
   std::function<int()> demo_run;
   hikyaku::app::AddDemoCommand(app, demo_run);
+  std::function<int()> shaping_run;
+  hikyaku::app::AddShapingCommands(app, shaping_run);
 
   try {
     app.parse(argc, argv);
@@ -113,6 +116,7 @@ int main(int argc, char** argv) {
 
   if (sink_run) return sink_run();
   if (demo_run) return demo_run();
+  if (shaping_run) return shaping_run();
   if (*version) {
     std::cout << "hikyaku " << HIKYAKU_VERSION << "\n";
     return 0;

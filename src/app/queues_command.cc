@@ -3,58 +3,22 @@
 #include <iomanip>
 #include <ostream>
 
-#include <boost/asio/connect.hpp>
-#include <boost/asio/io_context.hpp>
-#include <boost/asio/ip/tcp.hpp>
-#include <boost/beast/core.hpp>
-#include <boost/beast/http.hpp>
 #include <nlohmann/json.hpp>
 
+#include "app/admin_client.h"
 #include "app/daemon.h"
 
 namespace hikyaku::app {
 
-namespace asio = boost::asio;
-namespace http = boost::beast::http;
-
-namespace {
-
-// A blocking GET against the daemon's own API on loopback.
-std::optional<std::string> Get(const config::Endpoint& endpoint, const std::string& target, std::string& error) {
-  try {
-    asio::io_context io;
-    asio::ip::tcp::socket socket(io);
-    std::string host = endpoint.address.ToString();
-    if (host == "0.0.0.0") host = "127.0.0.1";
-    if (host == "::") host = "::1";
-    socket.connect(asio::ip::tcp::endpoint(asio::ip::make_address(host), endpoint.port));
-    http::request<http::empty_body> req(http::verb::get, target, 11);
-    req.set(http::field::host, host);
-    req.set(http::field::connection, "close");
-    http::write(socket, req);
-    boost::beast::flat_buffer buffer;
-    http::response<http::string_body> res;
-    http::read(socket, buffer, res);
-    if (res.result() != http::status::ok) {
-      error = "HTTP " + std::to_string(res.result_int());
-      return std::nullopt;
-    }
-    return res.body();
-  } catch (const std::exception& e) {
-    error = e.what();
-    return std::nullopt;
-  }
-}
-
-}  // namespace
-
 int ShowQueues(const config::Config& config, bool json, std::ostream& out, std::ostream& err) {
   std::string error;
-  auto body = Get(config.http.listen, "/api/v1/queues", error);
-  if (!body) {
+  auto reply = CallDaemon(config.http.listen, "GET", "/api/v1/queues", "", error);
+  if (reply && reply->status != 200) error = "HTTP " + std::to_string(reply->status);
+  if (!reply || reply->status != 200) {
     err << "hikyaku queues: cannot ask the daemon at " << config.http.listen.ToString() << ": " << error << "\n";
     return 75;
   }
+  const std::string* body = &reply->body;
   if (json) {
     out << *body;
     return 0;

@@ -13,7 +13,12 @@
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
+
+#include <filesystem>
+#include <fstream>
+#include <future>
 
 #include "delivery/destinations.h"
 #include "delivery/outcome.h"
@@ -68,6 +73,10 @@ class Dispatcher::Impl : public std::enable_shared_from_this<Impl>, public Desti
     destinations_ = std::make_shared<Destinations>(resolver, domains_, scheduler_.retry_policy(), *this, clock);
     if (config.delivery.starttls == config::StartTlsPolicy::kOpportunistic) tls_ = MakeOpportunisticTlsContext();
     ApplyTables(config);
+    // Beside the spool directory: the operator's holds, tenant moves and
+    // warm-up counts (docs/delivery.md, "Operator state").
+    SetStatePath(config.spool.path.parent_path() / "shaping-state.json");
+    LoadState();
   }
 
   // The parts of a configuration that may change at run time (reload):
@@ -204,10 +213,175 @@ class Dispatcher::Impl : public std::enable_shared_from_this<Impl>, public Desti
   asio::any_io_executor io_executor() { return io_.get_executor(); }
 
   void Stop() {
+    SaveState();  // the warm-up counts of this run
     stopped_ = true;
     wake_.cancel();
     for (auto& [id, info] : sites_)
       for (auto* timer : info.idle) timer->cancel();
+  }
+
+
+  // --- Operator controls (on this thread; Dispatcher:: waits for them) ---------
+
+  bool KnownTenant(const std::string& tenant) const { return tenant_pools_.count(tenant) > 0; }
+
+  Result<uint64_t> Suspend(shaping::SuspensionScope scope, Duration duration, std::string reason) {
+    if (scope.empty()) return Fail(ErrorCode::kInvalidArgument, "a suspension names a site, a source or a tenant");
+    if (!scope.source.empty() && !shaper_.FindSource(scope.source))
+      return Fail(ErrorCode::kInvalidArgument, "no such source: " + scope.source);
+    if (!scope.tenant.empty() && !KnownTenant(scope.tenant))
+      return Fail(ErrorCode::kInvalidArgument, "no such tenant: " + scope.tenant);
+    const TimePoint now = clock_.Now();
+    const TimePoint until = duration.count() > 0 ? now + duration : TimePoint::max();
+    const uint64_t id = shaper_.suspensions().Add(scope, until, reason, now);
+    events::EventField extra[] = {{"suspension", id},         {"site", scope.site}, {"source", scope.source},
+                                  {"tenant", scope.tenant},   {"reason", reason},
+                                  {"until", until == TimePoint::max() ? int64_t{0} : ToUnixMillis(until)}};
+    events_.Write(events::Event{now, "suspended", MessageId(), "", "", extra});
+    spdlog::info("operator: suspension {} (site '{}', source '{}', tenant '{}'): {}", id, scope.site, scope.source,
+                 scope.tenant, reason);
+    SaveState();
+    return id;
+  }
+
+  Result<void> Resume(uint64_t id) {
+    if (!shaper_.suspensions().Remove(id)) return Fail(ErrorCode::kNotFound, "no such suspension: " + std::to_string(id));
+    events::EventField extra[] = {{"suspension", id}};
+    events_.Write(events::Event{clock_.Now(), "resumed", MessageId(), "", "", extra});
+    SaveState();
+    LookAgainAtEverySite();
+    return {};
+  }
+
+  Result<size_t> BounceQueued(const std::string& site, const std::string& tenant, const std::string& reason) {
+    if (site.empty() && tenant.empty()) return Fail(ErrorCode::kInvalidArgument, "name a site or a tenant to bounce");
+    if (!tenant.empty() && !KnownTenant(tenant)) return Fail(ErrorCode::kInvalidArgument, "no such tenant: " + tenant);
+    auto& flows = scheduler_.flows();
+    auto of_tenant = [&](queue::FlowId f) { return tenant.empty() || flows.tenant(f) == tenant; };
+    Outcome o;
+    o.kind = Outcome::Kind::kBounced;
+    o.enhanced = "5.0.0";
+    o.text = "bounced by the operator" + (reason.empty() ? std::string() : ": " + reason);
+    size_t n = 0;
+    std::vector<SiteId> targets;
+    if (!site.empty()) {
+      if (auto id = scheduler_.FindSite(site)) targets.push_back(*id);
+      else return 0;
+    } else {
+      scheduler_.ForEachSite([&](const queue::Site& s) { targets.push_back(s.id()); });
+    }
+    for (SiteId id : targets) {
+      for (const auto& q : scheduler_.Drain(id, of_tenant)) Apply(id, q, o, ContextFor(id, q, "", "", nullptr)), ++n;
+    }
+    auto waiting = site.empty() ? scheduler_.DrainWaiting([&](SiteId, queue::FlowId f) { return of_tenant(f); })
+                                : scheduler_.DrainWaiting(targets.front(), of_tenant);
+    for (const auto& q : waiting) Apply(q.site, q, o, ContextFor(q.site, q, "", "", nullptr)), ++n;
+    spdlog::info("operator: bounced {} recipients (site '{}', tenant '{}'): {}", n, site, tenant, reason);
+    return n;
+  }
+
+  Result<void> MoveTenant(const std::string& tenant, const std::string& pool) {
+    if (!KnownTenant(tenant)) return Fail(ErrorCode::kInvalidArgument, "no such tenant: " + tenant);
+    if (!shaper_.FindPool(pool)) return Fail(ErrorCode::kInvalidArgument, "no such pool: " + pool);
+    tenant_moves_[tenant] = pool;
+    flow_pools_.clear();
+    events::EventField extra[] = {{"tenant", tenant}, {"pool", pool}};
+    events_.Write(events::Event{clock_.Now(), "tenant_moved", MessageId(), "", "", extra});
+    spdlog::info("operator: tenant {} now sends from pool {}", tenant, pool);
+    SaveState();
+    LookAgainAtEverySite();
+    return {};
+  }
+
+  void LookAgainAtEverySite() {
+    scheduler_.ForEachSite([&](const queue::Site& s) { starved_.insert(s.id().value); });
+    SchedulePump();
+  }
+
+  // --- Persisted operator state --------------------------------------------------
+
+  void SetStatePath(std::filesystem::path path) { state_path_ = std::move(path); }
+
+  void SaveState() {
+    if (state_path_.empty()) return;
+    const TimePoint now = clock_.Now();
+    nlohmann::json suspensions = nlohmann::json::array();
+    for (const auto& s : shaper_.suspensions().List())
+      suspensions.push_back({{"id", s.id},
+                             {"site", s.scope.site},
+                             {"source", s.scope.source},
+                             {"tenant", s.scope.tenant},
+                             {"created", ToUnixMillis(s.created)},
+                             {"until", s.until == TimePoint::max() ? int64_t{0} : ToUnixMillis(s.until)},
+                             {"reason", s.reason}});
+    nlohmann::json warmup = nlohmann::json::array();
+    for (const auto& c : shaper_.WarmupCounts(now))
+      warmup.push_back({{"source", c.source}, {"site", c.site}, {"today", c.sent_today}, {"hour", c.sent_this_hour}});
+    nlohmann::json state = {{"version", 1}, {"saved", ToUnixMillis(now)}, {"suspensions", suspensions},
+                            {"tenant_pools", tenant_moves_}, {"warmup", warmup}};
+    const auto tmp = state_path_.string() + ".tmp";
+    {
+      std::ofstream out(tmp, std::ios::trunc);
+      out << state.dump(2) << "\n";
+      if (!out) {
+        spdlog::error("cannot write the shaping state {}", tmp);
+        return;
+      }
+    }
+    std::error_code ec;
+    std::filesystem::rename(tmp, state_path_, ec);
+    if (ec) spdlog::error("cannot replace the shaping state {}: {}", state_path_.string(), ec.message());
+    last_state_save_ = now;
+  }
+
+  // At start-up, before Start(). A missing file is a first start; a broken
+  // one is reported and ignored (holds are an operator's convenience: the
+  // spool, not this file, is what must never be lost).
+  void LoadState() {
+    if (state_path_.empty() || !std::filesystem::exists(state_path_)) return;
+    try {
+      std::ifstream in(state_path_);
+      const auto state = nlohmann::json::parse(in);
+      const TimePoint now = clock_.Now();
+      std::vector<shaping::Suspension> list;
+      static const nlohmann::json kNone = nlohmann::json::array();
+      auto member = [&](const char* name) -> const nlohmann::json& {
+        auto it = state.find(name);
+        return it == state.end() ? kNone : *it;
+      };
+      for (const auto& j : member("suspensions")) {
+        shaping::Suspension s;
+        s.id = j.at("id").get<uint64_t>();
+        s.scope = {j.value("site", ""), j.value("source", ""), j.value("tenant", "")};
+        s.created = FromUnixMillis(j.value("created", int64_t{0}));
+        const int64_t until = j.value("until", int64_t{0});
+        s.until = until == 0 ? TimePoint::max() : FromUnixMillis(until);
+        s.reason = j.value("reason", "");
+        if (s.until > now) list.push_back(std::move(s));
+      }
+      shaper_.suspensions().Restore(std::move(list));
+      const nlohmann::json& moves = member("tenant_pools");
+      if (moves.is_object())
+        for (auto it = moves.begin(); it != moves.end(); ++it)
+          if (KnownTenant(it.key()) && shaper_.FindPool(it.value().get<std::string>()))
+            tenant_moves_[it.key()] = it.value().get<std::string>();
+      std::vector<shaping::Shaper::WarmupCount> counts;
+      for (const auto& j : member("warmup"))
+        counts.push_back({j.value("source", ""), j.value("site", ""), j.value("today", uint64_t{0}),
+                          j.value("hour", uint64_t{0})});
+      // Counts of another day or hour than now's are stale: Restore keeps
+      // them only for the day/hour containing the save time.
+      const TimePoint saved = FromUnixMillis(state.value("saved", int64_t{0}));
+      if (std::chrono::floor<std::chrono::days>(saved) == std::chrono::floor<std::chrono::days>(now)) {
+        auto today_only = counts;
+        if (std::chrono::floor<std::chrono::hours>(saved) != std::chrono::floor<std::chrono::hours>(now))
+          for (auto& c : today_only) c.sent_this_hour = 0;
+        shaper_.RestoreWarmup(today_only, now);
+      }
+      flow_pools_.clear();
+    } catch (const std::exception& e) {
+      spdlog::error("ignoring the unreadable shaping state {}: {}", state_path_.string(), e.what());
+    }
   }
 
   // --- Destinations::Handler ---------------------------------------------------
@@ -707,8 +881,25 @@ class Dispatcher::Impl : public std::enable_shared_from_this<Impl>, public Desti
       snapshot.sites.push_back(std::move(view));
     });
     snapshot.resolving = destinations_->waiting();
+    ShapingSnapshot shaping;
+    shaping.pairs = shaper_.Pairs(now);
+    shaping.sources = shaper_.Sources(now);
+    shaping.suspensions = shaper_.suspensions().List();
+    for (const auto& [tenant, pool] : tenant_pools_) {
+      auto moved = tenant_moves_.find(tenant);
+      shaping.tenants.push_back({tenant, moved != tenant_moves_.end() ? moved->second : pool, moved != tenant_moves_.end()});
+    }
+    std::sort(shaping.tenants.begin(), shaping.tenants.end(),
+              [](const TenantView& a, const TenantView& b) { return a.name < b.name; });
+    // Warm-up counts survive a restart: saved once a minute while sending.
+    if (now - last_state_save_ > std::chrono::minutes(1) && !shaping.sources.empty()) {
+      bool warming = std::any_of(shaping.sources.begin(), shaping.sources.end(),
+                                 [](const auto& v) { return !v.warmup.empty(); });
+      if (warming) SaveState();
+    }
     std::lock_guard lock(snapshot_mu_);
     snapshot_ = std::move(snapshot);
+    shaping_snapshot_ = std::move(shaping);
   }
 
   // --- State -----------------------------------------------------------------
@@ -758,6 +949,8 @@ class Dispatcher::Impl : public std::enable_shared_from_this<Impl>, public Desti
   bool stopped_ = false;
   bool pump_posted_ = false;
   TimePoint shaping_retry_at_;  // the shaper said: a source may have room then
+  std::filesystem::path state_path_;
+  TimePoint last_state_save_;
   std::unordered_map<uint32_t, SiteInfo> sites_;
   std::unordered_set<uint32_t> starved_;
   std::unordered_set<std::string> no_tls_;
@@ -778,6 +971,7 @@ class Dispatcher::Impl : public std::enable_shared_from_this<Impl>, public Desti
   std::vector<Arrival> arrivals_;
   mutable std::mutex snapshot_mu_;
   QueuesSnapshot snapshot_;
+  ShapingSnapshot shaping_snapshot_;
   const RecipientLedger& ledger() const { return ledger_; }
 };
 
@@ -822,6 +1016,51 @@ void Dispatcher::Stop() {
 DispatcherStats Dispatcher::Stats() const {
   const LedgerStats l = impl_->ledger().Stats();
   return {l.delivered, l.deferred, l.bounced, l.expired, impl_->connections_opened_.load(), l.queued};
+}
+
+namespace {
+// Runs `fn` on the dispatcher's thread and waits for its result.
+template <typename T, typename F>
+Result<T> OnDeliveryThread(asio::any_io_executor executor, F fn) {
+  auto task = std::make_shared<std::packaged_task<Result<T>()>>(std::move(fn));
+  auto result = task->get_future();
+  asio::post(executor, [task] { (*task)(); });
+  if (result.wait_for(std::chrono::seconds(5)) != std::future_status::ready)
+    return Fail(ErrorCode::kTimeout, "the delivery thread did not answer in 5 s");
+  return result.get();
+}
+}  // namespace
+
+Result<uint64_t> Dispatcher::Suspend(shaping::SuspensionScope scope, Duration duration, std::string reason) {
+  return OnDeliveryThread<uint64_t>(impl_->io_executor(), [impl = impl_, scope = std::move(scope), duration,
+                                                          reason = std::move(reason)] {
+    return impl->Suspend(scope, duration, reason);
+  });
+}
+
+Result<void> Dispatcher::Resume(uint64_t id) {
+  return OnDeliveryThread<void>(impl_->io_executor(), [impl = impl_, id] { return impl->Resume(id); });
+}
+
+Result<size_t> Dispatcher::BounceQueued(std::string site, std::string tenant, std::string reason) {
+  return OnDeliveryThread<size_t>(impl_->io_executor(), [impl = impl_, site = std::move(site),
+                                                        tenant = std::move(tenant), reason = std::move(reason)] {
+    return impl->BounceQueued(site, tenant, reason);
+  });
+}
+
+Result<void> Dispatcher::MoveTenant(std::string tenant, std::string pool) {
+  return OnDeliveryThread<void>(impl_->io_executor(), [impl = impl_, tenant = std::move(tenant),
+                                                      pool = std::move(pool)] { return impl->MoveTenant(tenant, pool); });
+}
+
+void Dispatcher::Apply(std::shared_ptr<const config::Config> config) {
+  asio::post(impl_->io_executor(), [impl = impl_, config = std::move(config)] { impl->Apply(config); });
+}
+
+ShapingSnapshot Dispatcher::Shaping() const {
+  std::lock_guard lock(impl_->snapshot_mu_);
+  return impl_->shaping_snapshot_;
 }
 
 QueuesSnapshot Dispatcher::Queues() const {

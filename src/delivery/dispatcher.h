@@ -25,7 +25,9 @@
 
 #include "base/clock.h"
 #include "config/config.h"
+#include "base/error.h"
 #include "queue/scheduler.h"
+#include "shaping/shaper.h"
 #include "spool/spool.h"
 
 namespace hikyaku::dns {
@@ -63,6 +65,19 @@ struct QueuesSnapshot {
   size_t resolving = 0;         // recipients waiting for an MX lookup
 };
 
+// The operator's view of shaping (admin/shaping_view.h renders it).
+struct TenantView {
+  std::string name;
+  std::string pool;
+  bool moved = false;  // by the operator (API/CLI), not by the configuration
+};
+struct ShapingSnapshot {
+  std::vector<shaping::Shaper::PairView> pairs;
+  std::vector<shaping::Shaper::SourceView> sources;
+  std::vector<shaping::Suspension> suspensions;
+  std::vector<TenantView> tenants;
+};
+
 class Dispatcher {
  public:
   // `resolver` must deliver its callbacks on `context`'s thread.
@@ -88,6 +103,25 @@ class Dispatcher {
   // at most every 250 ms).
   DispatcherStats Stats() const;
   QueuesSnapshot Queues() const;
+  ShapingSnapshot Shaping() const;
+
+  // Operator controls, from any thread: each runs on the dispatcher's thread
+  // and is waited for (kTimeout if that thread does not answer in 5 s).
+  // Suspensions, tenant moves and warm-up counts are persisted in
+  // `state_path` (written whole, atomically) and restored at start-up.
+  // duration 0: until resumed. kInvalidArgument names an unknown source,
+  // tenant or pool, or an empty scope.
+  Result<uint64_t> Suspend(shaping::SuspensionScope scope, Duration duration, std::string reason);
+  Result<void> Resume(uint64_t id);  // kNotFound for no such suspension
+  // Bounces every recipient queued (lanes and retry wheel) for `site` and/or
+  // `tenant` (at least one) with `reason`; returns how many.
+  Result<size_t> BounceQueued(std::string site, std::string tenant, std::string reason);
+  // Mail of `tenant`, queued and future, leaves from `pool` from now on.
+  Result<void> MoveTenant(std::string tenant, std::string pool);
+  // Reload: the new snapshot's sources, pools, tenants, sites, reply rules
+  // and warm-up, applied on the dispatcher's thread; connections and queued
+  // mail stay.
+  void Apply(std::shared_ptr<const config::Config> config);
 
   class Impl;
 
