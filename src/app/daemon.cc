@@ -6,6 +6,7 @@
 #include <chrono>
 #include <iostream>
 #include <memory>
+#include <mutex>
 #include <thread>
 #include <vector>
 
@@ -160,6 +161,51 @@ int RunDaemon(const config::Config& config) {
     return kExitOsErr;
   }
 
+  // Reload (SIGHUP, POST /api/v1/reload): load the file the daemon was
+  // started with, validate it whole, then hand each component its part on
+  // its own thread. An invalid file changes nothing: every error is logged
+  // (and returned to `hikyaku reload`). Applied: sources, pools, tenants,
+  // sites, reply rules and warm-up (the dispatcher). Listener addresses,
+  // the spool, DNS and routes need a restart.
+  std::mutex reload_mu;
+  auto reload = [&]() -> std::vector<std::string> {
+    std::lock_guard lock(reload_mu);
+    auto next = config::LoadSnapshot(config.source);
+    if (!next) {
+      std::vector<std::string> errors;
+      for (const auto& e : next.error()) {
+        errors.push_back(e.ToString());
+        spdlog::error("reload: {}", e.ToString());
+      }
+      spdlog::error("reload: {} error{} in {}; the running configuration is unchanged", errors.size(),
+                    errors.size() == 1 ? "" : "s", config.source.string());
+      std::string joined;
+      for (const auto& e : errors) joined += (joined.empty() ? "" : "\n") + e;
+      const std::string file = config.source.string();
+      events::EventField extra[] = {{"ok", false}, {"file", file}, {"errors", joined}};
+      (*events)->Write(events::Event{clock.Now(), "reload", MessageId(), "", "", extra});
+      return errors;
+    }
+    dispatcher.Apply(*next);
+    spdlog::info("reload: {} applied", config.source.string());
+    const std::string file = config.source.string();
+    events::EventField extra[] = {{"ok", true}, {"file", file}};
+    (*events)->Write(events::Event{clock.Now(), "reload", MessageId(), "", "", extra});
+    return {};
+  };
+  asio::signal_set hangup(home, SIGHUP);
+  std::thread reloader;  // off the listener thread: loading reads files and compiles regexes
+  std::function<void()> await_hangup = [&] {
+    hangup.async_wait([&](const boost::system::error_code& ec, int) {
+      if (ec) return;
+      spdlog::info("SIGHUP: reloading {}", config.source.string());
+      if (reloader.joinable()) reloader.join();
+      reloader = std::thread([&] { reload(); });
+      await_hangup();
+    });
+  };
+  await_hangup();
+
   // Graceful stop: refuse new connections at once, give open sessions a
   // moment to receive the replies to commits in flight, then stop.
   asio::signal_set signals(home, SIGINT, SIGTERM);
@@ -167,6 +213,7 @@ int RunDaemon(const config::Config& config) {
   signals.async_wait([&](const boost::system::error_code& ec, int signal) {
     if (ec) return;
     spdlog::info("signal {}: stopping", signal);
+    hangup.cancel();
     smtp.Stop();
     http.Stop();
     dispatcher.Stop();
@@ -196,6 +243,7 @@ int RunDaemon(const config::Config& config) {
   home.run();
   for (auto& c : contexts) c->stop();
   for (auto& w : workers) w.join();
+  if (reloader.joinable()) reloader.join();
   delivery_context.stop();
   delivery_thread.join();
 
