@@ -236,6 +236,14 @@ class HikyakuRelay(ib.HikyakuSystem):
                f"max_connections_per_site = {self.args.concurrency}",
                f'banner_timeout = "{self.args.banner_timeout}"',
                'starttls = "never"']
+        if self.args.sources:
+            # A pool of loopback sources with per-source limits that are
+            # never hit (the shaping path runs, nothing waits on it).
+            out += ["max_connections_per_source = %d" % self.args.concurrency,
+                    'max_message_rate_per_source = "100000000/min"',
+                    'max_connection_rate_per_source = "100000/s"']
+            for i in range(self.args.sources):
+                out += ["", "[[source]]", f'name = "s{50 + i}"', f'address = "127.0.0.{50 + i}"']
         for dom, to in self.routes.items():
             out += ["", "[[route]]", f'domain = "{dom}"', f'to = "{to}"']
         return "\n".join(out) + "\n"
@@ -250,7 +258,9 @@ class HikyakuRelay(ib.HikyakuSystem):
 
     def describe(self):
         return (super().describe() + f", max_connections_per_site = {self.args.concurrency}, "
-                f'banner_timeout = "{self.args.banner_timeout}", starttls = "never"')
+                f'banner_timeout = "{self.args.banner_timeout}", starttls = "never"'
+                + (f", a pool of {self.args.sources} sources (127.0.0.50..) with limits never hit"
+                   if self.args.sources else ""))
 
 
 # --------------------------------------------------------------------------
@@ -717,6 +727,8 @@ def main():
                          "max_connections_per_site (default 20, both systems' default)")
     ap.add_argument("--banner-timeout", default="30s", help="hikyaku [delivery] banner_timeout")
     ap.add_argument("--hole-share", type=float, default=0.2, help="share of messages to the blackhole")
+    ap.add_argument("--sources", type=int, default=0,
+                    help="hikyaku sends from a pool of N loopback sources (127.0.0.50..) with limits never hit")
     ap.add_argument("--hole-sessions", type=int, default=10, help="smtp-source sessions of the blackhole share")
     ap.add_argument("--hikyaku", default=os.path.join(REPO, "build/release/src/app/hikyaku"))
     ap.add_argument("--tmpdir", default="/var/tmp")
