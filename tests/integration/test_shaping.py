@@ -155,6 +155,34 @@ days = [{ day = 1, per_day = 40, per_hour = 25 }]
         self.assertEqual(source["warmup"]["day"], 1)
         self.assertLessEqual(source["warmup"]["sent_this_hour"], 25)
 
+    def test_a_source_that_cannot_be_bound_is_suspended_and_skipped(self):
+        # 192.0.2.1 (TEST-NET-1) is on no interface here: bind() fails at
+        # once with EADDRNOTAVAIL, before any packet is sent.
+        sink = self.sink("live")
+        self.write_config({"live.test": sink.port}, FAST + """
+[[source]]
+name = "ghost"
+address = "192.0.2.1"
+
+[[source]]
+name = "s50"
+address = "127.0.0.50"
+""")
+        self.d.start()
+        for burst in range(3):
+            self.inject(20, "live.test", tag=f"g{burst}-", connections=2)
+            time.sleep(1.5)
+        self.assertTrue(harness.wait_for(lambda: len(sink.records()) >= 60, 30), f"{len(sink.records())} delivered")
+        self.assertEqual({r["client"] for r in sink.records()}, {"127.0.0.50"})
+        suspended = self.events("source_suspended")
+        self.assertEqual(len(suspended), 1, suspended)  # once, not once per delivery
+        self.assertEqual(suspended[0]["source"], "ghost")
+        self.assertIn("192.0.2.1", suspended[0]["reason"])
+        self.assertEqual([e for e in self.events("bounced")], [])
+        status, body, _ = self.d.http("GET", "/api/v1/shaping")
+        ghost = [s for s in json.loads(body)["sources"] if s["name"] == "ghost"][0]
+        self.assertTrue(ghost["suspended"])
+
     def test_reload_adds_a_source_and_a_broken_file_changes_nothing(self):
         sink = self.sink("live")
         one_source = FAST + SOURCES[:SOURCES.index("[[source]]\nname = \"s51\"")]
