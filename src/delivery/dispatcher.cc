@@ -217,7 +217,7 @@ class Dispatcher::Impl : public std::enable_shared_from_this<Impl>, public Desti
     stopped_ = true;
     wake_.cancel();
     for (auto& [id, info] : sites_)
-      for (auto* timer : info.idle) timer->cancel();
+      for (auto* conn : info.idle) conn->CancelIdle();
   }
 
 
@@ -643,7 +643,7 @@ class Dispatcher::Impl : public std::enable_shared_from_this<Impl>, public Desti
   void WakeIdle(SiteId site) {
     auto it = sites_.find(site.value);
     if (it == sites_.end()) return;
-    for (auto* timer : it->second.idle) timer->cancel();
+    for (auto* conn : it->second.idle) conn->CancelIdle();
   }
 
   // --- One connection --------------------------------------------------------
@@ -674,6 +674,9 @@ class Dispatcher::Impl : public std::enable_shared_from_this<Impl>, public Desti
         break;
       case Outcome::Pace::kConnectFailed:
         shaper_.OnSignal(source, key, shaping::Signal::kConnectRefused, o.Summary(), now);
+        break;
+      case Outcome::Pace::kClosedIdle:
+        shaper_.OnSignal(source, key, shaping::Signal::kClosedIdle, o.Summary(), now);
         break;
       case Outcome::Pace::kPause: {
         const auto& name = shaper_.source(source).name;
@@ -754,7 +757,6 @@ class Dispatcher::Impl : public std::enable_shared_from_this<Impl>, public Desti
     starved_.insert(site.value);
     SchedulePump();  // slow start is over: the site may open its other connections
 
-    asio::steady_timer idle(io_);
     asio::steady_timer pace(io_);
     const shaping::SiteShaping pair_limits = shaper_.LimitsFor(source, key);
     where.source = shaper_.source(source).name;
@@ -764,14 +766,18 @@ class Dispatcher::Impl : public std::enable_shared_from_this<Impl>, public Desti
       const auto eligible = SourceFilter(source, key, now);
       auto work = scheduler_.WorkFor(site, lane, eligible);
       if (!work) {
-        // Keep the connection a little for mail that is about to arrive.
-        info.idle.push_back(&idle);
-        idle.expires_after(idle_timeout_);
-        boost::system::error_code ec;
-        co_await idle.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+        // Keep the connection a little for mail that is about to arrive,
+        // listening: a receiver may close it with 421 meanwhile (P5).
+        info.idle.push_back(conn.get());
+        auto end = co_await conn->WaitIdle(idle_timeout_);
         auto& waiters = sites_[site.value].idle;
-        waiters.erase(std::remove(waiters.begin(), waiters.end(), &idle), waiters.end());
-        if (!ec || stopped_) break;  // timed out: nothing came
+        waiters.erase(std::remove(waiters.begin(), waiters.end(), conn.get()), waiters.end());
+        if (end.kind == SmtpConnection::IdleEnd::Kind::kClosed) {
+          if (end.outcome.pace != Outcome::Pace::kNone) Feed(source, key, end.outcome);
+          spdlog::debug("delivery: {} from {}: {}", key, where.source, end.outcome.Summary());
+          break;
+        }
+        if (end.kind == SmtpConnection::IdleEnd::Kind::kTimedOut || stopped_) break;  // nothing came
         continue;
       }
       lane = *work;
@@ -906,7 +912,7 @@ class Dispatcher::Impl : public std::enable_shared_from_this<Impl>, public Desti
 
   struct SiteInfo {
     std::vector<dns::MxHost> hosts;
-    std::vector<asio::steady_timer*> idle;  // connections waiting for work
+    std::vector<SmtpConnection*> idle;  // connections waiting for work
     bool proven = false;   // a connection got through since the last total failure
     uint32_t opening = 0;  // connections between connect and EHLO
     std::string last_failure;

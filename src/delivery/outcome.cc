@@ -72,6 +72,9 @@
 //      it may be the network).
 //  P4  cannot bind the source address (N5): kLocal; the dispatcher suspends
 //      that source for a while instead of failing each delivery.
+//  P5  421 on an idle connection (RFC 5321 3.8: the server may close at any
+//      time with 421): kClosedIdle, the receiver limits our connections or
+//      their lifetime. A silent hang-up there is no signal.
 //
 // Reply rules (ApplyReplyRules), the operator's and the shipped ones:
 //  U1  The first rule whose code, enhanced prefix, text regex and site all
@@ -333,6 +336,22 @@ Outcome Classify(const NetworkFailure& failure) {
       o.enhanced = "4.3.0";
       o.text = "local error while connecting to " + failure.peer + detail;
       break;
+  }
+  return o;
+}
+
+Outcome ClassifyIdleReply(const smtp::Reply& reply, std::string_view peer) {
+  Outcome o;  // P5
+  o.kind = Outcome::Kind::kDeferred;
+  o.code = reply.code;
+  o.enhanced = reply.enhanced.empty() ? "4.4.2" : reply.enhanced;
+  if (reply.code == 421) {
+    o.pace = Outcome::Pace::kClosedIdle;
+    o.text = reply.text;
+  } else if (reply.code == 0) {
+    o.text = "connection closed by " + std::string(peer) + " while idle";
+  } else {
+    o.text = "unexpected reply while idle: " + reply.text;
   }
   return o;
 }

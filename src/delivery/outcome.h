@@ -47,6 +47,7 @@ struct Outcome {
     kConnectFailed,       // refused or timed-out connect
     kLocal,               // our side: the source address cannot be bound
     kPause,               // a reply rule says: stop this pair for pause_for
+    kClosedIdle,          // the server closed an idle connection with 421
   };
   Pace pace = Pace::kNone;
   Duration pause_for{};  // kPause only
@@ -89,6 +90,11 @@ Outcome Classify(const NetworkFailure& failure);
 inline Outcome Classify(const smtp::RecipientResult& result) {
   return Classify(result.phase, result.reply);
 }
+
+// What the server said (or that it hung up: reply.code == 0) on an idle
+// connection, between transactions (rule P5). Nothing was being sent, so
+// no recipient is decided by it; the outcome is for the shaper and the log.
+Outcome ClassifyIdleReply(const smtp::Reply& reply, std::string_view peer);
 
 // Verdicts decided without a transaction (rules D1-D3 in outcome.cc):
 // a failed MX lookup of the recipient domain (the Resolver's Error) ...

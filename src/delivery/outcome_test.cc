@@ -358,5 +358,16 @@ TEST(OutcomeTest, ReplyRulesFirstMatchDecides) {
   EXPECT_EQ(ApplyReplyRules(rules, "yahoo", delivered), nullptr);  // code 421 only
 }
 
+TEST(OutcomeTest, IdleClosingIsAPaceSignalOnlyWhenItIs421) {
+  smtp::Reply closing = R(421, "4.7.0", "Too many connections");
+  Outcome o = ClassifyIdleReply(closing, "mx.test");
+  EXPECT_EQ(o.kind, Outcome::Kind::kDeferred);
+  EXPECT_EQ(o.pace, Outcome::Pace::kClosedIdle);
+  EXPECT_EQ(o.code, 421);
+  Outcome hung = ClassifyIdleReply(smtp::Reply{}, "mx.test");
+  EXPECT_EQ(hung.pace, Outcome::Pace::kNone) << "a silent hang-up is no signal";
+  EXPECT_NE(hung.text.find("mx.test"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace hikyaku::delivery

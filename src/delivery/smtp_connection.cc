@@ -411,6 +411,56 @@ asio::awaitable<std::vector<Outcome>> SmtpConnection::Send(const Transaction& tr
   }
 }
 
+asio::awaitable<SmtpConnection::IdleEnd> SmtpConnection::WaitIdle(Duration max) {
+  if (!idle_timer_) idle_timer_ = std::make_unique<asio::steady_timer>(shared_->socket.get_executor());
+  idle_waiting_ = true;
+  idle_woken_ = false;
+  idle_timer_->expires_after(max);
+  IdleEnd end;
+  if (tls_ || !usable_) {
+    error_code ec;
+    co_await idle_timer_->async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    idle_waiting_ = false;
+    end.kind = idle_woken_ ? IdleEnd::Kind::kWoken : IdleEnd::Kind::kTimedOut;
+    co_return end;
+  }
+  // The timer (or CancelIdle) cancels the read; the socket stays open.
+  idle_timer_->async_wait([shared = shared_](const error_code& ec) {
+    if (ec || shared->stopped) return;
+    error_code ignored;
+    shared->socket.cancel(ignored);
+  });
+  error_code ec;
+  size_t n = co_await shared_->socket.async_read_some(asio::buffer(buffer_),
+                                                      asio::redirect_error(asio::use_awaitable, ec));
+  idle_waiting_ = false;
+  idle_timer_->cancel();
+  if (ec == asio::error::operation_aborted) {
+    end.kind = idle_woken_ ? IdleEnd::Kind::kWoken : IdleEnd::Kind::kTimedOut;
+    co_return end;
+  }
+  smtp::Reply reply;
+  if (!ec) {
+    smtp::ReplyParser parser;
+    auto event = parser.Consume(std::string_view(buffer_.data(), n));
+    if (event.status == smtp::ReplyParser::Status::kReply) reply = parser.TakeReply();
+  }
+  end.kind = IdleEnd::Kind::kClosed;
+  end.outcome = ClassifyIdleReply(reply, remote_address());
+  Close();
+  co_return end;
+}
+
+void SmtpConnection::CancelIdle() {
+  if (!idle_waiting_ || !idle_timer_) return;
+  idle_woken_ = true;
+  idle_timer_->cancel();
+  if (!tls_) {
+    error_code ignored;
+    shared_->socket.cancel(ignored);
+  }
+}
+
 asio::awaitable<void> SmtpConnection::Quit() {
   if (usable_ && session_.idle()) {
     session_.Quit(out_);

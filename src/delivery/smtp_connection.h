@@ -102,6 +102,23 @@ class SmtpConnection {
   // Outcome, and the connection is no longer usable(). Only while usable().
   boost::asio::awaitable<std::vector<Outcome>> Send(const Transaction& transaction);
 
+  // Between transactions: waits up to `max` for more work while listening
+  // to the server, which may speak first (RFC 5321 3.8: a 421 "closing"
+  // can come at any time, e.g. a receiver that limits our connections).
+  // kTimedOut: `max` passed; kWoken: CancelIdle() was called (the
+  // connection stays usable in both); kClosed: the server spoke or hung up,
+  // the connection is closed and `outcome` (ClassifyIdleReply) says why.
+  // Over TLS it only waits (cancelling a TLS read is not safe); a 421 is
+  // then read at the next MAIL.
+  struct IdleEnd {
+    enum class Kind { kTimedOut, kWoken, kClosed };
+    Kind kind = Kind::kTimedOut;
+    Outcome outcome;
+  };
+  boost::asio::awaitable<IdleEnd> WaitIdle(Duration max);
+  // Ends a WaitIdle early (new work arrived). Safe when not waiting.
+  void CancelIdle();
+
   // Sends QUIT, waits (bounded) for the 221 and closes. Safe in any state.
   boost::asio::awaitable<void> Quit();
   // Closes at once, without QUIT.
@@ -136,6 +153,9 @@ class SmtpConnection {
   std::string out_;
   std::string scratch_;  // dot-stuffed content, reused
   std::array<char, 4096> buffer_;
+  std::unique_ptr<boost::asio::steady_timer> idle_timer_;
+  bool idle_waiting_ = false;
+  bool idle_woken_ = false;
   boost::asio::ip::tcp::endpoint remote_;
   boost::asio::ip::tcp::endpoint local_;
   bool opened_ = false;

@@ -12,7 +12,9 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/redirect_error.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/ssl.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
@@ -217,6 +219,9 @@ class ScriptedServer {
     return std::string();
   };
   std::string data_end = "250 2.0.0 Ok: queued\r\n";  // kSilence / kHangUp allowed
+  // Said unprompted after the first message's reply, then the server hangs
+  // up (a receiver closing an idle connection); empty: nothing.
+  std::string after_first_message;
   std::vector<std::string> commands;                  // every command line received
   std::vector<std::string> bodies;                    // raw (still dot-stuffed) message bodies
 
@@ -265,6 +270,13 @@ class ScriptedServer {
           if (data_end == kHangUp) co_return;
           if (data_end == kSilence) continue;
           out += data_end;
+          if (!after_first_message.empty()) {
+            co_await stream.Write(out, ec);
+            co_await asio::steady_timer(co_await asio::this_coro::executor, 100ms).async_wait(asio::as_tuple(asio::use_awaitable));
+            out = after_first_message;
+            co_await stream.Write(out, ec);
+            co_return;
+          }
           continue;
         }
         line.resize(line.size() - 2);
@@ -402,6 +414,51 @@ TEST_F(SmtpConnectionTest, RecipientRepliesArePerRecipient) {
       "From: a@out.example\r\nSubject: test\r\n\r\n..leading dot\r\n...two dots\r\n..\r\nend\r\n");
   EXPECT_EQ(server.commands[1], "MAIL FROM:<>");
   EXPECT_EQ(server.commands.back(), "QUIT");
+}
+
+TEST_F(SmtpConnectionTest, UnsolicitedClosingOnAnIdleConnectionIsReadWhenItArrives) {
+  ScriptedServer server(io_);
+  server.after_first_message = "421 4.7.0 mx.test Too many concurrent connections from your IP\r\n";
+  Run([&]() -> asio::awaitable<void> {
+    SmtpConnection connection(io_.get_executor(), Options());
+    auto opened = co_await connection.Open(server.endpoint());
+    EXPECT_TRUE(opened.has_value());
+    SmtpConnection::Transaction tx{"", {"a@x.test"}, &kContent};
+    std::vector<Outcome> o = co_await connection.Send(tx);
+    EXPECT_EQ(o.at(0).kind, Kind::kDelivered);
+    auto start = std::chrono::steady_clock::now();
+    SmtpConnection::IdleEnd end = co_await connection.WaitIdle(10s);
+    EXPECT_LT(std::chrono::steady_clock::now() - start, 5s) << "read when it arrives";
+    EXPECT_EQ(end.kind, SmtpConnection::IdleEnd::Kind::kClosed);
+    EXPECT_EQ(end.outcome.pace, Outcome::Pace::kClosedIdle);
+    EXPECT_EQ(end.outcome.code, 421);
+    EXPECT_EQ(end.outcome.enhanced, "4.7.0");
+    EXPECT_FALSE(connection.usable());
+  });
+}
+
+TEST_F(SmtpConnectionTest, IdleWaitEndsByTimeOrByWakeAndStaysUsable) {
+  ScriptedServer server(io_);
+  Run([&]() -> asio::awaitable<void> {
+    SmtpConnection connection(io_.get_executor(), Options());
+    auto opened = co_await connection.Open(server.endpoint());
+    EXPECT_TRUE(opened.has_value());
+    SmtpConnection::IdleEnd end = co_await connection.WaitIdle(50ms);
+    EXPECT_EQ(end.kind, SmtpConnection::IdleEnd::Kind::kTimedOut);
+    EXPECT_TRUE(connection.usable());
+    asio::steady_timer wake(io_, 50ms);
+    wake.async_wait([&](error_code) { connection.CancelIdle(); });
+    auto start = std::chrono::steady_clock::now();
+    end = co_await connection.WaitIdle(10s);
+    EXPECT_LT(std::chrono::steady_clock::now() - start, 5s);
+    EXPECT_EQ(end.kind, SmtpConnection::IdleEnd::Kind::kWoken);
+    EXPECT_TRUE(connection.usable());
+    SmtpConnection::Transaction tx{"", {"a@x.test"}, &kContent};
+    std::vector<Outcome> o = co_await connection.Send(tx);
+    EXPECT_EQ(o.at(0).kind, Kind::kDelivered);
+    co_await connection.Quit();
+  });
+  EXPECT_EQ(server.bodies.size(), 1u);
 }
 
 TEST_F(SmtpConnectionTest, ServiceClosingBannerIsDeferredHostFailure) {
