@@ -107,7 +107,8 @@ class PoliteSink:
         self.started = time.monotonic()
 
     def output(self):
-        self.out.flush()
+        if not self.out.closed:
+            self.out.flush()
         with open(self.stdout_path) as f:
             return f.read()
 
@@ -127,7 +128,8 @@ class PoliteSink:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(timeout=10)
-        self.out.close()
+        if not self.out.closed:
+            self.out.close()
         for line in reversed(self.output().splitlines()):
             if line.startswith("{"):
                 return json.loads(line)
