@@ -2,6 +2,7 @@
 
 #include <time.h>
 
+#include <algorithm>
 #include <charconv>
 
 namespace hikyaku::sink {
@@ -188,6 +189,90 @@ std::string SinkCounters::ToJson() const {
   field("rate_limited", get(rate_limited));
   field("connection_limited", get(connection_limited));
   field("rejected_messages", get(rejected_messages));
+  out += '}';
+  return out;
+}
+
+PerIpCounters::Ip* PerIpCounters::Find(std::string_view ip) {
+  auto it = ips_.find(ip);
+  if (it != ips_.end()) return &it->second;
+  if (ips_.size() >= kMaxIps) {
+    ++untracked_;
+    return nullptr;
+  }
+  return &ips_.emplace(std::string(ip), Ip{}).first->second;
+}
+
+void PerIpCounters::Connected(std::string_view ip) {
+  std::lock_guard lock(mutex_);
+  Ip* s = Find(ip);
+  if (!s) return;
+  ++s->connections;
+  s->peak_connections = std::max(s->peak_connections, ++s->open);
+}
+
+void PerIpCounters::Disconnected(std::string_view ip) {
+  std::lock_guard lock(mutex_);
+  auto it = ips_.find(ip);  // an untracked IP stays untracked
+  if (it != ips_.end() && it->second.open > 0) --it->second.open;
+}
+
+void PerIpCounters::RefusedConnection(std::string_view ip) {
+  std::lock_guard lock(mutex_);
+  if (Ip* s = Find(ip)) ++s->refused_connections;
+}
+
+void PerIpCounters::RateLimited(std::string_view ip) {
+  std::lock_guard lock(mutex_);
+  if (Ip* s = Find(ip)) ++s->rate_limited;
+}
+
+void PerIpCounters::AcceptedRecipients(std::string_view ip, uint64_t n, TimePoint now) {
+  std::lock_guard lock(mutex_);
+  Ip* s = Find(ip);
+  if (!s) return;
+  s->recipients += n;
+  int64_t ms = std::max<int64_t>(0, (now - start_).count());
+  size_t minute = static_cast<size_t>(ms / 60000);
+  if (minute >= kMaxMinutes) return;
+  if (s->per_minute.size() <= minute) s->per_minute.resize(minute + 1, 0);
+  s->per_minute[minute] += n;
+  minutes_ = std::max(minutes_, minute + 1);
+}
+
+uint64_t PerIpCounters::untracked_events() const {
+  std::lock_guard lock(mutex_);
+  return untracked_;
+}
+
+std::string PerIpCounters::ToJson() const {
+  std::lock_guard lock(mutex_);
+  std::vector<const std::pair<const std::string, Ip>*> sorted;
+  sorted.reserve(ips_.size());
+  for (const auto& entry : ips_) sorted.push_back(&entry);
+  std::sort(sorted.begin(), sorted.end(), [](auto* a, auto* b) { return a->first < b->first; });
+  std::string out = "{";
+  for (const auto* entry : sorted) {
+    const Ip& s = entry->second;
+    if (out.size() > 1) out += ',';
+    AppendJsonString(out, entry->first);
+    out += ":{\"connections\":";
+    AppendNumber(out, s.connections);
+    out += ",\"peak_connections\":";
+    AppendNumber(out, s.peak_connections);
+    out += ",\"refused_connections\":";
+    AppendNumber(out, s.refused_connections);
+    out += ",\"recipients\":";
+    AppendNumber(out, s.recipients);
+    out += ",\"rate_limited\":";
+    AppendNumber(out, s.rate_limited);
+    out += ",\"per_minute\":[";
+    for (size_t m = 0; m < minutes_; ++m) {
+      if (m > 0) out += ',';
+      AppendNumber(out, m < s.per_minute.size() ? s.per_minute[m] : 0);
+    }
+    out += "]}";
+  }
   out += '}';
   return out;
 }

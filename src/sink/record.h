@@ -3,14 +3,17 @@
 // the message, and the JSON counters snapshot (`--stats-file`, the summary
 // line). The content itself is never written.
 //
-// Thread-safety: pure functions; SinkCounters is a set of atomics.
+// Thread-safety: pure functions; SinkCounters is a set of atomics;
+// PerIpCounters is guarded by its own mutex.
 #pragma once
 
 #include <atomic>
 #include <cstdint>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "base/clock.h"
@@ -65,6 +68,56 @@ struct SinkCounters {
   //  "rate_limited":..,"connection_limited":..,"rejected_messages":..}
   // rejected_recipients is the sum of the "rejected" reasons.
   std::string ToJson() const;
+};
+
+// What the sink counts per client IP, so a benchmark can see how polite
+// each sending address was: connections, the most it held open at once,
+// refusals by the per-IP caps, and accepted recipients per minute since
+// `start`. Memory is bounded: at most kMaxIps addresses (events from
+// further addresses are only counted in `untracked_events`) and kMaxMinutes
+// minutes (recipients accepted later are counted in `recipients` but not
+// in `per_minute`). Times before `start` count as minute 0.
+class PerIpCounters {
+ public:
+  static constexpr size_t kMaxIps = 1024;
+  static constexpr size_t kMaxMinutes = 1440;
+
+  explicit PerIpCounters(TimePoint start) : start_(start) {}
+
+  void Connected(std::string_view ip);     // opened (also when then refused)
+  void Disconnected(std::string_view ip);  // closed; pairs with Connected
+  void RefusedConnection(std::string_view ip);
+  void RateLimited(std::string_view ip);
+  void AcceptedRecipients(std::string_view ip, uint64_t n, TimePoint now);
+
+  // {"127.0.0.50":{"connections":..,"peak_connections":..,
+  //  "refused_connections":..,"recipients":..,"rate_limited":..,
+  //  "per_minute":[..]},..} in address order; "per_minute" runs from
+  // minute 0 to the last minute with an accepted recipient (all IPs alike).
+  std::string ToJson() const;
+  uint64_t untracked_events() const;
+
+ private:
+  struct Ip {
+    uint64_t connections = 0;
+    uint64_t open = 0;
+    uint64_t peak_connections = 0;
+    uint64_t refused_connections = 0;
+    uint64_t recipients = 0;
+    uint64_t rate_limited = 0;
+    std::vector<uint64_t> per_minute;
+  };
+  struct Hash {
+    using is_transparent = void;
+    size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+  };
+  Ip* Find(std::string_view ip);  // with mutex_ held; nullptr when the table is full
+
+  const TimePoint start_;
+  mutable std::mutex mutex_;
+  std::unordered_map<std::string, Ip, Hash, std::equal_to<>> ips_;
+  size_t minutes_ = 0;  // length of the longest per_minute
+  uint64_t untracked_ = 0;
 };
 
 }  // namespace hikyaku::sink

@@ -93,5 +93,47 @@ TEST(SinkCountersTest, JsonSumsTheRejectionReasons) {
   EXPECT_EQ(j["rate_limited"], 6);
 }
 
+TEST(PerIpCountersTest, PeakIsTheMostOpenAtOnceAndMinutesCountFromStart) {
+  TimePoint start = FromUnixMillis(1'700'000'000'000);
+  PerIpCounters c(start);
+  c.Connected("10.0.0.1");
+  c.Connected("10.0.0.1");
+  c.Disconnected("10.0.0.1");
+  c.Connected("10.0.0.1");  // two open again, never three
+  c.Connected("10.0.0.2");
+  c.RefusedConnection("10.0.0.1");
+  c.RateLimited("10.0.0.2");
+  c.RateLimited("10.0.0.2");
+  c.AcceptedRecipients("10.0.0.1", 3, start + std::chrono::seconds(59));
+  c.AcceptedRecipients("10.0.0.1", 1, start + std::chrono::seconds(60));
+  c.AcceptedRecipients("10.0.0.2", 2, start + std::chrono::minutes(3));
+  c.AcceptedRecipients("10.0.0.2", 1, start - std::chrono::seconds(1));  // before start: minute 0
+  auto j = nlohmann::json::parse(c.ToJson());
+  EXPECT_EQ(j["10.0.0.1"]["connections"], 3);
+  EXPECT_EQ(j["10.0.0.1"]["peak_connections"], 2);
+  EXPECT_EQ(j["10.0.0.1"]["refused_connections"], 1);
+  EXPECT_EQ(j["10.0.0.1"]["recipients"], 4);
+  EXPECT_EQ(j["10.0.0.1"]["per_minute"], nlohmann::json::parse("[3,1,0,0]"));
+  EXPECT_EQ(j["10.0.0.2"]["rate_limited"], 2);
+  EXPECT_EQ(j["10.0.0.2"]["recipients"], 3);
+  EXPECT_EQ(j["10.0.0.2"]["per_minute"], nlohmann::json::parse("[1,0,0,2]"));
+  EXPECT_EQ(c.untracked_events(), 0u);
+}
+
+TEST(PerIpCountersTest, MemoryIsBoundedInAddressesAndMinutes) {
+  TimePoint start = FromUnixMillis(0);
+  PerIpCounters c(start);
+  for (size_t i = 0; i < PerIpCounters::kMaxIps + 5; ++i) c.Connected("10.1." + std::to_string(i));
+  EXPECT_EQ(c.untracked_events(), 5u);
+  auto j = nlohmann::json::parse(c.ToJson());
+  EXPECT_EQ(j.size(), PerIpCounters::kMaxIps);
+  c.AcceptedRecipients("10.1.0", 1, start + std::chrono::minutes(PerIpCounters::kMaxMinutes - 1));
+  c.AcceptedRecipients("10.1.0", 7, start + std::chrono::minutes(PerIpCounters::kMaxMinutes));
+  j = nlohmann::json::parse(c.ToJson());
+  EXPECT_EQ(j["10.1.0"]["recipients"], 8);  // counted, but past the last minute kept
+  EXPECT_EQ(j["10.1.0"]["per_minute"].size(), PerIpCounters::kMaxMinutes);
+  EXPECT_EQ(j["10.1.0"]["per_minute"].back(), 1);
+}
+
 }  // namespace
 }  // namespace hikyaku::sink

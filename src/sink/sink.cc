@@ -64,6 +64,7 @@ struct Sink::Shared {
   SinkOptions options;
   SystemClock clock;
   SinkCounters counters;
+  PerIpCounters per_ip{clock.Now()};  // minute 0 starts when the sink is made
 
   std::vector<std::unique_ptr<asio::io_context>> contexts;
   std::vector<asio::executor_work_guard<asio::io_context::executor_type>> guards;
@@ -122,13 +123,26 @@ struct Sink::Shared {
     jsonl_writing.clear();
   }
 
+  // The counters with the per-IP table added as "per_ip" (and how many
+  // events came from addresses beyond its bound as "per_ip_untracked").
+  std::string StatsJson() const {
+    std::string json = counters.ToJson();
+    json.pop_back();  // the closing brace
+    json += ",\"per_ip\":";
+    json += per_ip.ToJson();
+    json += ",\"per_ip_untracked\":";
+    json += std::to_string(per_ip.untracked_events());
+    json += '}';
+    return json;
+  }
+
   // Replaced with rename(2) so a reader never sees a half-written file.
   void WriteStatsFile() {
     if (options.stats_file.empty()) return;
     std::string tmp = options.stats_file + ".tmp";
     FILE* f = std::fopen(tmp.c_str(), "w");
     if (!f) return;
-    std::string json = counters.ToJson();
+    std::string json = StatsJson();
     json += '\n';
     bool ok = std::fwrite(json.data(), 1, json.size(), f) == json.size();
     ok = std::fclose(f) == 0 && ok;
@@ -141,7 +155,7 @@ struct Sink::Shared {
     double seconds = std::max<double>(1, (now - last_time).count()) / 1000.0;
     char rate[32];
     std::snprintf(rate, sizeof rate, "%.1f", static_cast<double>(messages - last_messages) / seconds);
-    std::cerr << "hikyaku sink stats " << counters.ToJson() << " msg_per_s=" << rate << std::endl;
+    std::cerr << "hikyaku sink stats " << StatsJson() << " msg_per_s=" << rate << std::endl;
     last_messages = messages;
     last_time = now;
   }
@@ -187,6 +201,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   ~Connection() {
     --shared_->counters.open_connections;
+    if (!client_.empty()) shared_->per_ip.Disconnected(client_);
     if (counted_per_ip_) {
       std::lock_guard lock(shared_->ip_mutex);
       auto it = shared_->connections_per_ip.find(client_);
@@ -203,6 +218,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
       address = asio::ip::make_address_v4(asio::ip::v4_mapped, address.to_v6());
     }
     client_ = address.to_string();
+    shared_->per_ip.Connected(client_);
     socket_.set_option(tcp::no_delay(true), ec);
 
     const SinkOptions& options = shared_->options;
@@ -251,6 +267,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     policy.kept_header_limit = kKeptHeaderLimit;
     if (refused) {
       ++shared_->counters.refused_connections;
+      shared_->per_ip.RefusedConnection(client_);
       policy.greeting = "421 4.7.0 Too many connections from " + client_;
       return policy;
     }
@@ -279,6 +296,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     }
     if (shared_->rate && !shared_->rate->Allow(client_, shared_->clock.Now())) {
       ++shared_->counters.rate_limited;
+      shared_->per_ip.RateLimited(client_);
       return options.rate_reply;
     }
     sender_.assign(sender);
@@ -310,6 +328,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     ++messages_;
     c.recipients.fetch_add(m.recipients.size(), std::memory_order_relaxed);
     c.bytes.fetch_add(m.size, std::memory_order_relaxed);
+    shared_->per_ip.AcceptedRecipients(client_, m.recipients.size(), shared_->clock.Now());
     if (shared_->jsonl) {
       ReceivedRecord record{shared_->clock.Now(),
                             client_,
@@ -555,7 +574,7 @@ SinkSnapshot Sink::Snapshot() const {
   snap.recipients = c.recipients.load();
   snap.rejected_recipients = c.unknown_user.load() + c.greylisted.load() + c.tempfail_recipients.load();
   snap.bytes = c.bytes.load();
-  snap.json = c.ToJson();
+  snap.json = shared_->StatsJson();
   return snap;
 }
 

@@ -57,7 +57,9 @@ struct SinkOptions {
   bool blackhole = false;   // accept TCP, never send anything
 };
 
-// Counters at one moment (see record.h SinkCounters::ToJson for the JSON).
+// Counters at one moment. `json` is SinkCounters::ToJson (record.h) with
+// two more members: "per_ip" (PerIpCounters::ToJson) and
+// "per_ip_untracked"; the stats file and the final stdout line hold it.
 struct SinkSnapshot {
   uint64_t connections = 0;
   uint64_t messages = 0;

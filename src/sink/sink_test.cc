@@ -28,8 +28,16 @@ using ::testing::StartsWith;
 // so a broken sink fails the test instead of hanging it.
 class Client {
  public:
-  explicit Client(const tcp::endpoint& ep, int timeout_ms = 5000) {
+  // `source`: the client address to bind before connecting (any of
+  // 127.0.0.0/8 works on Linux without setup); nullptr = the kernel's choice.
+  explicit Client(const tcp::endpoint& ep, int timeout_ms = 5000, const char* source = nullptr) {
     fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    if (source) {
+      sockaddr_in local{};
+      local.sin_family = AF_INET;
+      ::inet_pton(AF_INET, source, &local.sin_addr);
+      if (::bind(fd_, reinterpret_cast<sockaddr*>(&local), sizeof local) != 0) return;
+    }
     sockaddr_in addr{};
     addr.sin_family = AF_INET;
     addr.sin_port = htons(ep.port());
@@ -199,6 +207,98 @@ TEST(SinkTest, ConnectionsOverThePerIpLimitGet421) {
   EXPECT_THAT(greeting, StartsWith("220 "));
   auto j = nlohmann::json::parse(sink.Snapshot().json);
   EXPECT_GE(j["refused_connections"].get<int>(), 1);
+}
+
+TEST(SinkTest, CountsConnectionsPeaksRefusalsAndRecipientsPerClientIp) {
+  SinkOptions o = TestOptions();
+  o.max_connections_per_ip = 3;
+  o.rate_per_ip = 2;  // a bucket of 2 MAIL commands; the third within the minute is refused
+  o.rate_reply = "450 4.7.1 rate limited";
+  Sink sink(o);
+  ASSERT_TRUE(sink.Start().has_value());
+  auto ep = sink.local_endpoints().at(0);
+  auto per_ip = [&] { return nlohmann::json::parse(sink.Snapshot().json).at("per_ip"); };
+
+  std::vector<std::unique_ptr<Client>> from50, from51;
+  for (int i = 0; i < 3; ++i) from50.push_back(std::make_unique<Client>(ep, 5000, "127.0.0.50"));
+  for (int i = 0; i < 2; ++i) from51.push_back(std::make_unique<Client>(ep, 5000, "127.0.0.51"));
+  // Every greeting read: the sink has counted every connection.
+  for (auto& c : from50) ASSERT_THAT(c->Reply(), StartsWith("220 "));
+  for (auto& c : from51) ASSERT_THAT(c->Reply(), StartsWith("220 "));
+  auto j = per_ip();
+  ASSERT_EQ(j.size(), 2u) << j.dump();
+  EXPECT_EQ(j["127.0.0.50"]["connections"], 3);
+  EXPECT_EQ(j["127.0.0.50"]["peak_connections"], 3);
+  EXPECT_EQ(j["127.0.0.51"]["connections"], 2);
+  EXPECT_EQ(j["127.0.0.51"]["peak_connections"], 2);
+  EXPECT_EQ(j["127.0.0.50"]["refused_connections"], 0);
+
+  // A fourth from .50 is over its cap; .51 is not affected. The refused
+  // connection was held open too, so it counts toward the peak.
+  {
+    Client fourth(ep, 5000, "127.0.0.50");
+    EXPECT_EQ(fourth.Reply(), "421 4.7.0 Too many connections from 127.0.0.50\r\n");
+  }
+  Client third51(ep, 5000, "127.0.0.51");
+  EXPECT_THAT(third51.Reply(), StartsWith("220 "));
+
+  // The rate limiter: .50 uses its two MAIL tokens, the third is refused;
+  // .51 has its own bucket.
+  Client& a = *from50[0];
+  a.Command("EHLO a");
+  EXPECT_THAT(a.SendMessage("s@x", {"r1@y", "r2@y"}, "a\r\n"), StartsWith("250 "));
+  EXPECT_THAT(a.SendMessage("s@x", {"r3@y"}, "a\r\n"), StartsWith("250 "));
+  EXPECT_EQ(a.Command("MAIL FROM:<s@x>"), "450 4.7.1 rate limited\r\n");
+  Client& b = *from51[0];
+  b.Command("EHLO b");
+  EXPECT_THAT(b.SendMessage("s@x", {"r4@y"}, "a\r\n"), StartsWith("250 "));
+
+  j = per_ip();
+  EXPECT_EQ(j["127.0.0.50"]["connections"], 4);
+  EXPECT_EQ(j["127.0.0.50"]["peak_connections"], 4);
+  EXPECT_EQ(j["127.0.0.50"]["refused_connections"], 1);
+  EXPECT_EQ(j["127.0.0.50"]["recipients"], 3);
+  EXPECT_EQ(j["127.0.0.50"]["rate_limited"], 1);
+  EXPECT_EQ(j["127.0.0.51"]["connections"], 3);
+  EXPECT_EQ(j["127.0.0.51"]["peak_connections"], 3);
+  EXPECT_EQ(j["127.0.0.51"]["refused_connections"], 0);
+  EXPECT_EQ(j["127.0.0.51"]["recipients"], 1);
+  EXPECT_EQ(j["127.0.0.51"]["rate_limited"], 0);
+  // The test runs well within the sink's first minute.
+  EXPECT_EQ(j["127.0.0.50"]["per_minute"], nlohmann::json::parse("[3]"));
+  EXPECT_EQ(j["127.0.0.51"]["per_minute"], nlohmann::json::parse("[1]"));
+
+  // The stats file at the end holds the same table.
+  from50.clear();
+  from51.clear();
+  sink.Stop();
+  sink.Wait();
+  auto final_json = nlohmann::json::parse(sink.Snapshot().json);
+  EXPECT_EQ(final_json["per_ip"]["127.0.0.50"]["recipients"], 3);
+  EXPECT_EQ(final_json["per_ip_untracked"], 0);
+}
+
+TEST(SinkTest, StatsFileHoldsThePerIpTable) {
+  auto stats = TempPath("per-ip.stats.json");
+  SinkOptions o = TestOptions();
+  o.stats_file = stats.string();
+  Sink sink(o);
+  ASSERT_TRUE(sink.Start().has_value());
+  {
+    Client c(sink.local_endpoints().at(0), 5000, "127.0.0.52");
+    c.Reply();
+    c.Command("EHLO c");
+    EXPECT_THAT(c.SendMessage("s@x", {"r@y"}, "a\r\n"), StartsWith("250 "));
+    c.Command("QUIT");
+  }
+  sink.Stop();
+  sink.Wait();
+  std::ifstream in(stats);
+  auto j = nlohmann::json::parse(in);
+  EXPECT_EQ(j["per_ip"]["127.0.0.52"]["connections"], 1);
+  EXPECT_EQ(j["per_ip"]["127.0.0.52"]["recipients"], 1);
+  EXPECT_EQ(j["per_ip"]["127.0.0.52"]["per_minute"], nlohmann::json::parse("[1]"));
+  std::filesystem::remove(stats);
 }
 
 TEST(SinkTest, MaxMessagesPerConnectionClosesWith421) {

@@ -1,0 +1,370 @@
+#!/usr/bin/env python3
+"""Politeness benchmark (issue 11): how close does a sender come to what a
+rate-limited receiver allows, and how often does it run into the limit?
+
+Called by bench/politeness.sh (see docs/BENCHMARKS.md, "Politeness (issue
+11)"). Python 3 standard library only; run as root (a private Postfix).
+
+The receiver, fresh for each contender:
+  hikyaku sink --listen 127.0.0.60:PORT --max-connections-per-ip 3
+               --rate-per-ip 300 --rate-reply "450 4.7.1 rate limited"
+i.e. at most 3 connections and 300 MAIL commands a minute per client IP
+(a token bucket that starts full, so minute 0 may see a burst of up to 300
+more). Its per-IP counters ("per_ip" in the stats file) are the measurement.
+
+Contenders, one after the other, each given its messages by smtp-source and
+then watched for --minutes minutes counted from the sink's start:
+  hikyaku   two [[source]]s (127.0.0.50, 127.0.0.51) in the implicit pool,
+            a [[route]] to the sink, no per-source or per-site limits: the
+            adaptive shaper has to find the receiver's limits itself
+  postfix   the Debian Postfix, configured the usual way for such a
+            receiver: smtp_destination_concurrency_limit = 3,
+            smtp_destination_rate_delay = 200ms (300/min),
+            smtp_bind_address = 127.0.0.50, a transport to the sink
+
+Reported per contender: recipients accepted per minute (the sink's
+per_minute), delivered per minute as a fraction of the allowed rate
+(300/min x source IPs used), for all minutes and for the minutes after the
+first; the share of MAIL attempts refused with the rate reply after the
+first minute (sink rate_limited and recipients, sampled at the one-minute
+mark and at the end; messages are single-recipient, so a MAIL attempt is a
+RCPT attempt); peak concurrent connections and refused connections per IP;
+wall time. Every wait is bounded; everything started is stopped in
+`finally` blocks.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import inject as ib  # noqa: E402  (the systems under test)
+from inject import BenchError, log  # noqa: E402
+
+ib.LOG_TAG = "politeness"
+REPO = ib.REPO
+SINK_ADDRESS = "127.0.0.60"
+SOURCES = {"s50": "127.0.0.50", "s51": "127.0.0.51"}
+DOMAIN = "polite.test"
+RATE_PER_IP = 300          # MAIL per minute per client IP at the sink
+CONNECTIONS_PER_IP = 3
+RATE_REPLY = "450 4.7.1 rate limited"
+CONTENDERS = ("hikyaku", "postfix")
+
+
+class NoInstrument:
+    """Stands in for inject.py's cgroup and ftrace wrappers: this benchmark
+    measures at the receiver only."""
+
+    def wrap(self):
+        return ""
+
+    def kill_all(self):
+        pass
+
+    def cpu_seconds(self):
+        return None
+
+
+def free_port_on(address):
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((address, 0))
+        return s.getsockname()[1]
+
+
+class PoliteSink:
+    """A fresh `hikyaku sink` playing the rate-limited receiver, with its
+    stats file (rewritten every second) read on demand."""
+
+    def __init__(self, args, workdir):
+        self.port = free_port_on(SINK_ADDRESS)
+        self.stats_path = os.path.join(workdir, "sink-stats.json")
+        self.stdout_path = os.path.join(workdir, "sink.out")
+        self.out = open(self.stdout_path, "w")
+        self.proc = subprocess.Popen(
+            [args.hikyaku, "sink", "--listen", f"{SINK_ADDRESS}:{self.port}",
+             "--max-connections-per-ip", str(CONNECTIONS_PER_IP), "--rate-per-ip", str(RATE_PER_IP),
+             "--rate-reply", RATE_REPLY, "--stats-file", self.stats_path],
+            stdout=self.out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        deadline = time.monotonic() + 30
+        while True:
+            if self.proc.poll() is not None:
+                raise BenchError(f"hikyaku sink exited ({self.proc.returncode}): {self.output()[-1000:]}")
+            if "hikyaku sink ready" in self.output():
+                break
+            if time.monotonic() > deadline:
+                raise BenchError("hikyaku sink not ready within 30s")
+            time.sleep(0.05)
+        # Minute 0 of per_minute starts when the sink was made, just now.
+        self.started = time.monotonic()
+
+    def output(self):
+        if not self.out.closed:
+            self.out.flush()
+        with open(self.stdout_path) as f:
+            return f.read()
+
+    def stats(self):
+        try:
+            with open(self.stats_path) as f:
+                return json.load(f)
+        except (OSError, ValueError):
+            return None
+
+    def stop(self):
+        """Stops the sink; returns its final counters (the last stdout line)."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        if not self.out.closed:
+            self.out.close()
+        for line in reversed(self.output().splitlines()):
+            if line.startswith("{"):
+                return json.loads(line)
+        return self.stats()
+
+
+def totals(stats):
+    """(accepted recipients, rate-limited MAILs) over all client IPs."""
+    ips = (stats or {}).get("per_ip") or {}
+    return (sum(v["recipients"] for v in ips.values()), sum(v["rate_limited"] for v in ips.values()))
+
+
+POSTFIX_POLITE_CF = """\
+# bench/politeness.py: accept for any recipient from loopback and send
+# {domain} to the sink, paced the usual way for a receiver that allows
+# {conc} connections and {rate} messages a minute per client IP.
+smtpd_relay_restrictions = permit_mynetworks, reject
+smtpd_recipient_restrictions = permit_mynetworks, reject
+# Injection speed is not measured here; no flow control in the way.
+in_flow_delay = 0s
+transport_maps = inline:{{ {domain}=smtp:[{sink}]:{port} }}
+smtp_destination_concurrency_limit = {conc}
+smtp_destination_rate_delay = {delay_ms}ms
+smtp_bind_address = {bind}
+smtp_tls_security_level = none
+"""
+
+
+class PostfixPolite(ib.PostfixSystem):
+    name = "postfix"
+    sink_port = None
+    sources = ["127.0.0.50"]
+
+    def main_cf(self, queue, data):
+        cf = ib.POSTFIX_MAIN_CF.format(queue=queue, data=data)
+        cut = cf.index("# Accept for any recipient")
+        return cf[:cut] + POSTFIX_POLITE_CF.format(
+            domain=DOMAIN, sink=SINK_ADDRESS, port=self.sink_port, conc=CONNECTIONS_PER_IP,
+            rate=RATE_PER_IP, delay_ms=60000 // RATE_PER_IP, bind=self.sources[0])
+
+    def describe(self):
+        return (super().describe() + f", smtp_destination_concurrency_limit = {CONNECTIONS_PER_IP}, "
+                f"smtp_destination_rate_delay = {60000 // RATE_PER_IP}ms, smtp_bind_address = {self.sources[0]}")
+
+
+class HikyakuPolite(ib.HikyakuSystem):
+    name = "hikyaku"
+    sink_port = None
+    sources = list(SOURCES.values())
+
+    def extra_config(self):
+        out = ["", "[delivery]", 'starttls = "never"']
+        for name, address in SOURCES.items():
+            out += ["", "[[source]]", f'name = "{name}"', f'address = "{address}"']
+        out += ["", "[[route]]", f'domain = "{DOMAIN}"', f'to = "{SINK_ADDRESS}:{self.sink_port}"']
+        return "\n".join(out) + "\n"
+
+    def describe(self):
+        return (super().describe() + ", [[source]] s50 = 127.0.0.50 and s51 = 127.0.0.51 (implicit pool), "
+                "[[route]] to the sink, no per-source or per-site limits")
+
+
+def inject(args, port, n):
+    """Gives the system its n single-recipient messages (distinct recipients)."""
+    cmd = ["smtp-source", "-s", str(args.sessions), "-m", str(n), "-d", "-N", "-M", "bench.example",
+           "-f", "sender@bench.example", "-t", f"rcpt@{DOMAIN}", "-l", str(args.size),
+           "-S", "hikyaku politeness benchmark", f"127.0.0.1:{port}"]
+    t0 = time.monotonic()
+    ib.run(cmd, timeout=120 + n / 20)
+    return time.monotonic() - t0
+
+
+def contender_trial(kind, args):
+    workdir = tempfile.mkdtemp(prefix=f"hikyaku-bench-polite-{kind}-p{os.getpid()}-", dir=args.tmpdir)
+    os.chmod(workdir, 0o755)
+    fs = ib.PlainDir(workdir)
+    sink = system = None
+    window_s = args.minutes * 60
+    try:
+        sink = PoliteSink(args, workdir)
+        system = (HikyakuPolite if kind == "hikyaku" else PostfixPolite)(args, workdir)
+        system.sink_port = sink.port
+        n = args.messages or 700 * args.minutes * len(system.sources)
+        log(f"{kind}: sink {SINK_ADDRESS}:{sink.port}; starting {kind}")
+        port = system.start(fs, NoInstrument(), NoInstrument())
+        log(f"{kind}: injecting {n} messages")
+        inject_s = inject(args, port, n)
+        log(f"{kind}: injected in {inject_s:.1f}s; watching until {args.minutes} min after the sink's start")
+        at_minute = None
+        done_at = None
+        while True:
+            elapsed = time.monotonic() - sink.started
+            if at_minute is None and elapsed >= 60:
+                at_minute = sink.stats()
+            delivered, _ = totals(sink.stats())
+            if delivered >= n and done_at is None:
+                done_at = elapsed
+                break
+            if elapsed >= window_s:
+                break
+            if kind == "hikyaku" and system.proc.poll() is not None:
+                raise BenchError(f"hikyaku exited ({system.proc.returncode})")
+            time.sleep(0.5)
+        wall_s = time.monotonic() - sink.started
+        system.stop()
+        system = None
+        final = sink.stop()
+        sink = None
+        return summarize(kind, final, at_minute, n, inject_s, wall_s, done_at, args)
+    finally:
+        if system:
+            system.stop()
+        if sink:
+            sink.stop()
+        if not args.keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+        else:
+            log(f"{kind}: kept {workdir}")
+
+
+def summarize(kind, final, at_minute, n, inject_s, wall_s, done_at, args):
+    ips = final.get("per_ip") or {}
+    used = {ip: v for ip, v in ips.items() if v["recipients"] > 0 or v["rate_limited"] > 0}
+    n_ips = max(1, len(used))
+    allowed = RATE_PER_IP * n_ips
+    minutes = args.minutes
+    per_minute = [sum((v["per_minute"] + [0] * minutes)[m] for v in ips.values()) for m in range(minutes)]
+    delivered, limited = totals(final)
+    r0, l0 = totals(at_minute) if at_minute else (delivered, limited)
+    after_r, after_l = delivered - r0, limited - l0
+    later = per_minute[1:]
+    return {
+        "system": kind,
+        "messages": n,
+        "inject_s": inject_s,
+        "source_ips": sorted(used),
+        "allowed_per_min": allowed,
+        "delivered": delivered,
+        "per_minute": per_minute,
+        "per_ip_per_minute": {ip: v["per_minute"][:minutes] for ip, v in ips.items()},
+        "fraction_all": sum(per_minute) / (allowed * minutes),
+        "fraction_after_first": (sum(later) / (allowed * len(later))) if later else None,
+        "throttled_after_first": (after_l / (after_l + after_r)) if after_l + after_r else 0.0,
+        "rate_limited_after_first": after_l,
+        "rate_limited_total": limited,
+        "peak_connections": {ip: v["peak_connections"] for ip, v in ips.items()},
+        "refused_connections": {ip: v["refused_connections"] for ip, v in ips.items()},
+        "connections": {ip: v["connections"] for ip, v in ips.items()},
+        "all_delivered_s": done_at,
+        "wall_s": wall_s,
+    }
+
+
+def render(results, meta):
+    out = [f"Run {meta['date']} on {meta['host']} ({meta['cpus']} CPUs, load before {meta['loadavg']}); "
+           f"command: `{meta['command']}`.", ""]
+    for r in results:
+        out.append(f"- {r['system']}: {r['describe']}")
+    out += ["", "| | " + " | ".join(r["system"] for r in results) + " |",
+            "| --- | " + " | ".join("---" for _ in results) + " |"]
+
+    def row(name, f):
+        out.append(f"| {name} | " + " | ".join(f(r) for r in results) + " |")
+
+    row("source IPs used", lambda r: ", ".join(r["source_ips"]))
+    row("allowed rate", lambda r: f"{r['allowed_per_min']}/min")
+    row("messages given", lambda r: str(r["messages"]))
+    row("accepted per minute (sink, minute 0 first)", lambda r: " / ".join(map(str, r["per_minute"])))
+    row("delivered / allowed, all minutes", lambda r: f"{100 * r['fraction_all']:.0f} %")
+    row("delivered / allowed, after minute 0",
+        lambda r: f"{100 * r['fraction_after_first']:.0f} %" if r["fraction_after_first"] is not None else "n/a")
+    row("MAIL refused with the rate reply after minute 0",
+        lambda r: f"{100 * r['throttled_after_first']:.1f} % ({r['rate_limited_after_first']})")
+    row("peak connections per IP (cap 3)",
+        lambda r: ", ".join(f"{ip}: {v}" for ip, v in sorted(r["peak_connections"].items())))
+    row("connections refused at the cap",
+        lambda r: ", ".join(f"{ip}: {v}" for ip, v in sorted(r["refused_connections"].items())))
+    row("wall time", lambda r: (f"all delivered after {r['all_delivered_s']:.0f} s" if r["all_delivered_s"]
+                                else f"{r['wall_s']:.0f} s window, {r['delivered']} of {r['messages']} delivered"))
+    return "\n".join(out) + "\n"
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--minutes", type=int, default=5, help="measured minutes per contender")
+    ap.add_argument("--messages", type=int, help="messages per contender (default 700 x minutes per source IP)")
+    ap.add_argument("--only", help="comma-separated contenders out of " + ",".join(CONTENDERS))
+    ap.add_argument("--sessions", type=int, default=10, help="smtp-source sessions for the injection")
+    ap.add_argument("--size", type=int, default=2048, help="body bytes per message")
+    ap.add_argument("--hikyaku", default=os.path.join(REPO, "build/ci/src/app/hikyaku"))
+    ap.add_argument("--tmpdir", default="/var/tmp")
+    ap.add_argument("--out", default=os.path.join(REPO, "bench/results"))
+    ap.add_argument("--keep", action="store_true", help="keep the work directories")
+    args = ap.parse_args()
+    args.nice = None
+    if args.minutes < 1 or args.minutes > 60:
+        ap.error("--minutes must be 1 to 60")
+    contenders = args.only.split(",") if args.only else list(CONTENDERS)
+    for c in contenders:
+        if c not in CONTENDERS:
+            ap.error(f"unknown contender {c}")
+    if not os.access(args.hikyaku, os.X_OK):
+        ap.error(f"no hikyaku binary at {args.hikyaku} (cmake --build --preset ci --target hikyaku)")
+
+    def on_signal(signum, _frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_signal)
+    with open("/proc/loadavg") as f:
+        loadavg = " ".join(f.read().split()[:3])
+    meta = {"date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"), "host": socket.gethostname(),
+            "cpus": os.cpu_count(), "loadavg": loadavg,
+            "command": "sudo bench/politeness.sh " + " ".join(sys.argv[1:])}
+    results = []
+    for c in contenders:
+        r = contender_trial(c, args)
+        r["describe"] = (HikyakuPolite if c == "hikyaku" else PostfixPolite)(args, "").describe()
+        results.append(r)
+        log(f"{c}: {json.dumps({k: v for k, v in r.items() if k != 'describe'})}")
+    text = render(results, meta)
+    os.makedirs(args.out, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    with open(os.path.join(args.out, f"politeness-{stamp}.json"), "w") as f:
+        json.dump({"meta": meta, "results": results}, f, indent=2)
+    with open(os.path.join(args.out, f"politeness-{stamp}.md"), "w") as f:
+        f.write(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except BenchError as e:
+        log(f"error: {e}")
+        sys.exit(1)
+    except KeyboardInterrupt:
+        log("interrupted")
+        sys.exit(130)
