@@ -241,6 +241,10 @@ class Dispatcher::Impl : public std::enable_shared_from_this<Impl>, public Desti
     spdlog::info("operator: suspension {} (site '{}', source '{}', tenant '{}'): {}", id, scope.site, scope.source,
                  scope.tenant, reason);
     SaveState();
+    // Idle connections look again now: one the suspension covers closes,
+    // so a suspended queue holds no connection (the others wait on).
+    for (auto& [site_id, info] : sites_)
+      for (auto* conn : info.idle) conn->CancelIdle();
     return id;
   }
 
