@@ -17,10 +17,35 @@ then watched for --minutes minutes counted from the sink's start:
   hikyaku   two [[source]]s (127.0.0.50, 127.0.0.51) in the implicit pool,
             a [[route]] to the sink, no per-source or per-site limits: the
             adaptive shaper has to find the receiver's limits itself
-  postfix   the Debian Postfix, configured the usual way for such a
-            receiver: smtp_destination_concurrency_limit = 3,
-            smtp_destination_rate_delay = 200ms (300/min),
-            smtp_bind_address = 127.0.0.50, a transport to the sink
+  postfix   the Debian Postfix, paced the usual way for such a receiver,
+            i.e. what an operator who knows its limits would write:
+              smtp_bind_address = 127.0.0.50
+              transport_maps = inline:{ polite.test=smtp:[127.0.0.60]:PORT }
+              smtp_destination_concurrency_limit = 3
+              smtp_destination_rate_delay = 1s
+              smtp_destination_concurrency_failed_cohort_limit = 10
+            1s is the finest pacing Postfix can express: its time values
+            are whole numbers of s, m, h, d or w (postconf(5)), and a
+            rate delay allows at most one delivery per delay to a
+            destination -- one message at a time, over one connection, so
+            the concurrency limit has no effect. That is 60 messages a
+            minute, a fifth of the 300 the receiver allows; Postfix has no
+            setting between "one a second" and "unpaced". (An earlier
+            version of this script wrote "200ms": Postfix reads that,
+            without a warning, as 200 minutes -- the unit is the first
+            letter -- and delivered one message per 200 minutes.) The
+            failed-cohort limit of 10 is what postconf(5) asks for with a
+            rate delay, so that one refused connection does not defer the
+            whole destination.
+  postfix-unpaced
+            the other usual way: the same without the rate delay -- 3
+            connections as fast as they go, the receiver's 450 replies
+            defer what is over its rate, and Postfix retries the deferred
+            mail on its own schedule (queue_run_delay and
+            minimal_backoff_time at their defaults, 300s)
+Both Postfix instances log to postfix.log in their work directory
+(maillog_file through postlogd; kept with --keep); the counts of its
+status=sent and status=deferred lines are reported.
 
 Reported per contender: recipients accepted per minute (the sink's
 per_minute), delivered per minute as a fraction of the allowed rate
@@ -57,7 +82,8 @@ DOMAIN = "polite.test"
 RATE_PER_IP = 300          # MAIL per minute per client IP at the sink
 CONNECTIONS_PER_IP = 3
 RATE_REPLY = "450 4.7.1 rate limited"
-CONTENDERS = ("hikyaku", "postfix")
+CONTENDERS = ("hikyaku", "postfix", "postfix-unpaced")
+POSTFIX_RATE_DELAY_S = 1    # the finest pacing Postfix can express (whole seconds)
 
 
 class NoInstrument:
@@ -72,6 +98,25 @@ class NoInstrument:
 
     def cpu_seconds(self):
         return None
+
+
+class WorkDir:
+    """The file-system argument of inject.py's start(): the spool or queue
+    directly in the work directory (nothing is measured on disk here). Not
+    one level deeper as inject.PlainDir would put it: Postfix's
+    public/postlog socket must fit a unix-domain socket name (108 bytes),
+    and `postfix start` fails with nothing but a syslog line when it does
+    not."""
+
+    def __init__(self, path):
+        self.dir = self.mnt = path
+
+    def remove(self):
+        pass
+
+
+# Longest unix-domain socket name Postfix can connect to (sun_path, with its NUL).
+SUN_PATH_MAX = 107
 
 
 def free_port_on(address):
@@ -144,35 +189,87 @@ def totals(stats):
 
 POSTFIX_POLITE_CF = """\
 # bench/politeness.py: accept for any recipient from loopback and send
-# {domain} to the sink, paced the usual way for a receiver that allows
-# {conc} connections and {rate} messages a minute per client IP.
+# {domain} to the sink, {pacing}
 smtpd_relay_restrictions = permit_mynetworks, reject
 smtpd_recipient_restrictions = permit_mynetworks, reject
 # Injection speed is not measured here; no flow control in the way.
 in_flow_delay = 0s
 transport_maps = inline:{{ {domain}=smtp:[{sink}]:{port} }}
-smtp_destination_concurrency_limit = {conc}
-smtp_destination_rate_delay = {delay_ms}ms
 smtp_bind_address = {bind}
 smtp_tls_security_level = none
+smtp_destination_concurrency_limit = {conc}
+{rate_delay}\
+# postconf(5): with a rate delay, "specify a _destination_concurrency_failed_cohort_limit
+# of 10 or more" so that one refused connection does not defer the whole destination.
+smtp_destination_concurrency_failed_cohort_limit = 10
+# Postfix's own log, through postlogd (the postlog service of master.cf).
+maillog_file = {maillog}
+maillog_file_prefixes = {maillog_dir}
 """
 
 
 class PostfixPolite(ib.PostfixSystem):
+    """Postfix paced the usual way (rate_delay set) or not at all (None):
+    see the module docstring."""
+
     name = "postfix"
     sink_port = None
     sources = ["127.0.0.50"]
+    rate_delay_s = POSTFIX_RATE_DELAY_S
 
     def main_cf(self, queue, data):
         cf = ib.POSTFIX_MAIN_CF.format(queue=queue, data=data)
         cut = cf.index("# Accept for any recipient")
+        if self.rate_delay_s:
+            pacing = (f"paced the usual way for a receiver that allows\n# {CONNECTIONS_PER_IP} connections "
+                      f"and {RATE_PER_IP} messages a minute per client IP, as finely as\n# Postfix can: "
+                      f"one delivery per {self.rate_delay_s}s (time values are whole s, m, h, d, w).")
+            rate_delay = f"smtp_destination_rate_delay = {self.rate_delay_s}s\n"
+        else:
+            pacing = (f"over at most {CONNECTIONS_PER_IP} connections and\n# otherwise unpaced: "
+                      "the receiver's 450 replies defer what is over its rate.")
+            rate_delay = ""
         return cf[:cut] + POSTFIX_POLITE_CF.format(
             domain=DOMAIN, sink=SINK_ADDRESS, port=self.sink_port, conc=CONNECTIONS_PER_IP,
-            rate=RATE_PER_IP, delay_ms=60000 // RATE_PER_IP, bind=self.sources[0])
+            pacing=pacing, rate_delay=rate_delay, bind=self.sources[0], maillog=self.maillog(),
+            maillog_dir=self.workdir)
+
+    def start(self, fs, cgroup, tracer):
+        longest = os.path.join(fs.mnt, "postfix-queue", "public", "postlog")
+        if len(longest) > SUN_PATH_MAX:
+            raise BenchError(f"Postfix's socket {longest} is longer than a unix-domain socket name may be "
+                             f"({SUN_PATH_MAX} bytes): use a shorter --tmpdir")
+        return super().start(fs, cgroup, tracer)
+
+    def maillog(self):
+        return os.path.join(self.workdir, "postfix.log")
+
+    def log_counts(self):
+        """status=sent / status=deferred lines of the smtp client in postfix.log."""
+        counts = {"sent": 0, "deferred": 0, "bounced": 0}
+        try:
+            with open(self.maillog(), errors="replace") as f:
+                for line in f:
+                    for k in counts:
+                        if f"status={k}" in line:
+                            counts[k] += 1
+        except OSError:
+            return None
+        return counts
 
     def describe(self):
-        return (super().describe() + f", smtp_destination_concurrency_limit = {CONNECTIONS_PER_IP}, "
-                f"smtp_destination_rate_delay = {60000 // RATE_PER_IP}ms, smtp_bind_address = {self.sources[0]}")
+        pacing = (f"smtp_destination_rate_delay = {self.rate_delay_s}s, " if self.rate_delay_s
+                  else "no rate delay, ")
+        return (super().describe() + f", smtp_destination_concurrency_limit = {CONNECTIONS_PER_IP}, " + pacing
+                + f"smtp_destination_concurrency_failed_cohort_limit = 10, smtp_bind_address = {self.sources[0]}")
+
+
+class PostfixUnpaced(PostfixPolite):
+    name = "postfix-unpaced"
+    rate_delay_s = None
+
+
+SYSTEMS = {}   # contender -> class, filled in below
 
 
 class HikyakuPolite(ib.HikyakuSystem):
@@ -192,6 +289,9 @@ class HikyakuPolite(ib.HikyakuSystem):
                 "[[route]] to the sink, no per-source or per-site limits")
 
 
+SYSTEMS.update({"hikyaku": HikyakuPolite, "postfix": PostfixPolite, "postfix-unpaced": PostfixUnpaced})
+
+
 def inject(args, port, n):
     """Gives the system its n single-recipient messages (distinct recipients)."""
     cmd = ["smtp-source", "-s", str(args.sessions), "-m", str(n), "-d", "-N", "-M", "bench.example",
@@ -205,12 +305,12 @@ def inject(args, port, n):
 def contender_trial(kind, args):
     workdir = tempfile.mkdtemp(prefix=f"hikyaku-bench-polite-{kind}-p{os.getpid()}-", dir=args.tmpdir)
     os.chmod(workdir, 0o755)
-    fs = ib.PlainDir(workdir)
+    fs = WorkDir(workdir)
     sink = system = None
     window_s = args.minutes * 60
     try:
         sink = PoliteSink(args, workdir)
-        system = (HikyakuPolite if kind == "hikyaku" else PostfixPolite)(args, workdir)
+        system = SYSTEMS[kind](args, workdir)
         system.sink_port = sink.port
         n = args.messages or 700 * args.minutes * len(system.sources)
         log(f"{kind}: sink {SINK_ADDRESS}:{sink.port}; starting {kind}")
@@ -235,10 +335,13 @@ def contender_trial(kind, args):
             time.sleep(0.5)
         wall_s = time.monotonic() - sink.started
         system.stop()
+        postfix_log = system.log_counts() if isinstance(system, PostfixPolite) else None
         system = None
         final = sink.stop()
         sink = None
-        return summarize(kind, final, at_minute, n, inject_s, wall_s, done_at, args)
+        r = summarize(kind, final, at_minute, n, inject_s, wall_s, done_at, args)
+        r["postfix_log"] = postfix_log
+        return r
     finally:
         if system:
             system.stop()
@@ -307,6 +410,9 @@ def render(results, meta):
         lambda r: ", ".join(f"{ip}: {v}" for ip, v in sorted(r["peak_connections"].items())))
     row("connections refused at the cap",
         lambda r: ", ".join(f"{ip}: {v}" for ip, v in sorted(r["refused_connections"].items())))
+    if any(r.get("postfix_log") for r in results):
+        row("Postfix log: status=sent / deferred",
+            lambda r: f"{r['postfix_log']['sent']} / {r['postfix_log']['deferred']}" if r.get("postfix_log") else "")
     row("wall time", lambda r: (f"all delivered after {r['all_delivered_s']:.0f} s" if r["all_delivered_s"]
                                 else f"{r['wall_s']:.0f} s window, {r['delivered']} of {r['messages']} delivered"))
     return "\n".join(out) + "\n"
@@ -346,7 +452,7 @@ def main():
     results = []
     for c in contenders:
         r = contender_trial(c, args)
-        r["describe"] = (HikyakuPolite if c == "hikyaku" else PostfixPolite)(args, "").describe()
+        r["describe"] = SYSTEMS[c](args, "").describe()
         results.append(r)
         log(f"{c}: {json.dumps({k: v for k, v in r.items() if k != 'describe'})}")
     text = render(results, meta)

@@ -4,7 +4,7 @@
 # a fresh `hikyaku sink` that allows 3 connections and 300 messages a minute
 # per client IP. Same machine, same run. See docs/BENCHMARKS.md.
 #
-#   sudo bench/politeness.sh [--minutes 5] [--messages N] [--only hikyaku,postfix] [--hikyaku PATH]
+#   sudo bench/politeness.sh [--minutes 5] [--messages N] [--only hikyaku,postfix,postfix-unpaced] [--hikyaku PATH]
 #
 # The driver (bench/politeness.py, Python 3 standard library; it imports the
 # systems of bench/inject.py) starts and stops everything itself.
