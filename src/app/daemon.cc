@@ -16,8 +16,8 @@
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
-#include "admin/queues_view.h"
-#include "admin/shaping_view.h"
+#include "admin/operator_api.h"
+#include "admin/stats_json.h"
 #include "delivery/dispatcher.h"
 #include "dns/cares_resolver.h"
 #include "dns/static_routes.h"
@@ -25,6 +25,7 @@
 #include "inject/http_api.h"
 #include "inject/intake.h"
 #include "inject/smtp_listener.h"
+#include "net/http_server.h"
 #include "spool/spool.h"
 
 namespace hikyaku::app {
@@ -125,42 +126,6 @@ int RunDaemon(const config::Config& config) {
     return kExitOsErr;
   }
 
-  inject::HttpApiOptions http_options;
-  http_options.listen = config.http.listen;
-  http_options.max_body_size = config.http.max_body_size;
-  http_options.max_message_size = config.smtp_in.max_message_size;
-  http_options.max_recipients = config.smtp_in.max_recipients;
-  inject::HttpApi::JsonEndpoints endpoints;
-  endpoints["/api/v1/queues"] = [&dispatcher](nlohmann::json& out) { out = admin::QueuesJson(dispatcher.Queues()); };
-  endpoints["/api/v1/shaping"] = [&dispatcher](nlohmann::json& out) { out = admin::ShapingJson(dispatcher.Shaping()); };
-  endpoints["/api/v1/stats"] = [&](nlohmann::json& out) {
-    auto in = intake.Stats();
-    auto sp = (*spool)->Stats();
-    auto li = smtp.Stats();
-    out["intake"] = {{"accepted", in.accepted}, {"failed", in.failed}};
-    out["spool"] = {{"appends", sp.appends},
-                    {"commit_groups", sp.commit_groups},
-                    {"syncs", sp.syncs},
-                    {"commit_micros", sp.commit_micros},
-                    {"crc32c_in_hardware", sp.crc32c_in_hardware},
-                    {"journal_segments_created", sp.journal_segments_created},
-                    {"journal_segments_reused", sp.journal_segments_reused},
-                    {"failed_appends", sp.failed_appends},
-                    {"recovered_messages", recovered_messages},
-                    {"recovered_recipients", recovered_recipients}};
-    out["smtp"] = {{"connections_accepted", li.connections_accepted},
-                   {"connections_refused", li.connections_refused},
-                   {"connections_open", li.connections_open}};
-    auto de = dispatcher.Stats();
-    out["delivery"] = {{"delivered", de.delivered}, {"deferred", de.deferred},     {"bounced", de.bounced},
-                       {"expired", de.expired},     {"queued", de.queued},         {"connections_opened", de.connections_opened}};
-  };
-  inject::HttpApi http(home, http_options, intake, std::move(endpoints));
-  if (auto started = http.Start(); !started) {
-    std::cerr << "hikyaku: http: " << started.error().message() << "\n";
-    return kExitOsErr;
-  }
-
   // Reload (SIGHUP, POST /api/v1/reload): load the file the daemon was
   // started with, validate it whole, then hand each component its part on
   // its own thread. An invalid file changes nothing: every error is logged
@@ -193,6 +158,38 @@ int RunDaemon(const config::Config& config) {
     (*events)->Write(events::Event{clock.Now(), "reload", MessageId(), "", "", extra});
     return {};
   };
+  // One HTTP server, two users: the message API (inject) and the
+  // operator's endpoints (admin), each registering its routes.
+  net::HttpServer http(home, {config.http.listen, config.http.max_body_size});
+  inject::HttpApi http_api({config.smtp_in.max_message_size, config.smtp_in.max_recipients}, intake);
+  http_api.Register(http);
+  auto stats = [&]() -> admin::StatsInput {
+    admin::StatsInput out;
+    const auto in = intake.Stats();
+    out.intake = {in.accepted, in.failed};
+    const auto sp = (*spool)->Stats();
+    out.spool = {sp.appends,
+                 sp.commit_groups,
+                 sp.syncs,
+                 sp.commit_micros,
+                 sp.crc32c_in_hardware,
+                 sp.journal_segments_created,
+                 sp.journal_segments_reused,
+                 sp.failed_appends,
+                 recovered_messages,
+                 recovered_recipients};
+    const auto li = smtp.Stats();
+    out.smtp = {li.connections_accepted, li.connections_refused, li.connections_open};
+    out.delivery = dispatcher.Stats();
+    return out;
+  };
+  admin::OperatorApi operator_api(admin::DispatcherControls(dispatcher, stats, reload));
+  operator_api.Register(http);
+  if (auto started = http.Start(); !started) {
+    std::cerr << "hikyaku: http: " << started.error().message() << "\n";
+    return kExitOsErr;
+  }
+
   asio::signal_set hangup(home, SIGHUP);
   std::thread reloader;  // off the listener thread: loading reads files and compiles regexes
   std::function<void()> await_hangup = [&] {

@@ -285,7 +285,7 @@ class Dispatcher::Impl : public std::enable_shared_from_this<Impl>, public Desti
   }
 
   Result<void> MoveTenant(const std::string& tenant, const std::string& pool) {
-    if (!KnownTenant(tenant)) return Fail(ErrorCode::kInvalidArgument, "no such tenant: " + tenant);
+    if (!KnownTenant(tenant)) return Fail(ErrorCode::kNotFound, "no such tenant: " + tenant);
     if (!shaper_.FindPool(pool)) return Fail(ErrorCode::kInvalidArgument, "no such pool: " + pool);
     tenant_moves_[tenant] = pool;
     flow_pools_.clear();

@@ -12,6 +12,8 @@
 #include <boost/beast/http.hpp>
 #include <gtest/gtest.h>
 
+#include "testing/http_client.h"
+
 namespace hikyaku::net {
 namespace {
 
@@ -19,7 +21,7 @@ namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace http = beast::http;
 using verb = http::verb;
-using ClientResponse = http::response<http::string_body>;
+using ClientResponse = testing::HttpResponse;
 
 // A server on 127.0.0.1:0 and a client that runs on the same io_context;
 // every exchange is bounded by a 5 s deadline.
@@ -41,33 +43,7 @@ class HttpServerTest : public ::testing::Test {
 
   // Sends one request on a fresh connection and returns the reply.
   std::optional<ClientResponse> Fetch(verb method, std::string target, std::string body = "") {
-    std::optional<ClientResponse> out;
-    auto endpoint = server_.local_endpoint();
-    asio::co_spawn(
-        context_,
-        [&]() -> asio::awaitable<void> {
-          beast::tcp_stream stream(context_);
-          stream.expires_after(std::chrono::seconds(5));
-          boost::system::error_code ec;
-          co_await stream.async_connect(endpoint, asio::redirect_error(asio::use_awaitable, ec));
-          if (ec) co_return;
-          http::request<http::string_body> req(method, target, 11);
-          req.set(http::field::host, "127.0.0.1");
-          req.set(http::field::content_type, "application/json");
-          req.body() = body;
-          req.prepare_payload();
-          co_await http::async_write(stream, req, asio::redirect_error(asio::use_awaitable, ec));
-          if (ec) co_return;
-          beast::flat_buffer buffer;
-          ClientResponse res;
-          co_await http::async_read(stream, buffer, res, asio::redirect_error(asio::use_awaitable, ec));
-          if (ec) co_return;
-          out = std::move(res);
-        },
-        [&](std::exception_ptr) { context_.stop(); });
-    context_.restart();
-    context_.run_for(std::chrono::seconds(10));
-    return out;
+    return testing::HttpFetch(context_, server_.local_endpoint(), method, std::move(target), std::move(body));
   }
 
   static nlohmann::json Body(const ClientResponse& res) { return nlohmann::json::parse(res.body()); }
