@@ -77,7 +77,7 @@ void RecipientLedger::Final(const queue::QueuedRecipient& q, RecipientState stat
       return;
     }
   }
-  spool::RecipientRecord record{q.message, q.index, "", state, q.attempts, clock_.Now()};
+  spool::RecipientRecord record{q.message, q.index, "", state, q.attempts, clock_.Now(), {}, 0};
   spool_.UpdateRecipient(record, [this](Result<void> r) { LogSpoolError(r); });
 }
 
@@ -85,7 +85,7 @@ void RecipientLedger::Deferred(const queue::QueuedRecipient& q, TimePoint next_a
                                const AttemptContext& where) {
   WriteEvent("deferred", q, o, where);
   ++deferred_;
-  spool::RecipientRecord record{q.message, q.index, "", RecipientState::kQueued, q.attempts, next_attempt};
+  spool::RecipientRecord record{q.message, q.index, "", RecipientState::kQueued, q.attempts, next_attempt, {}, 0};
   spool_.UpdateRecipient(record, [this](Result<void> r) { LogSpoolError(r); });
 }
 

@@ -168,14 +168,19 @@ Result<RecipientKeyParts> DecodeRecipientKey(std::string_view key) {
 // --- Values -----------------------------------------------------------------
 
 std::string EncodeMeta(const MessageMeta& meta) {
+  const bool flow = !meta.tenant.empty() || meta.priority != 0;
   std::string out;
-  out.reserve(1 + 10 + meta.sender.size() + 10 + 10 + meta.origin.size() + 5 + 10);
-  out.push_back(static_cast<char>(kRecordVersion));
+  out.reserve(1 + 10 + meta.sender.size() + 10 + 10 + meta.origin.size() + 5 + 10 + (flow ? 6 + meta.tenant.size() : 0));
+  out.push_back(static_cast<char>(flow ? kMetaFlowVersion : kRecordVersion));
   PutLengthPrefixed(out, meta.sender);
   PutSignedVarint(out, ToUnixMillis(meta.received_at));
   PutLengthPrefixed(out, meta.origin);
   PutVarint(out, meta.recipient_count);
   PutVarint(out, meta.content_size);
+  if (flow) {
+    PutLengthPrefixed(out, meta.tenant);
+    out.push_back(static_cast<char>(meta.priority));
+  }
   return out;
 }
 
@@ -183,13 +188,22 @@ Result<MessageMeta> DecodeMeta(std::string_view value) {
   RecordReader in(value);
   auto version = in.Byte();
   if (!version) return Corrupt("meta", "empty");
-  if (*version != kRecordVersion) return Corrupt("meta", "unknown version " + std::to_string(*version));
+  if (*version != kRecordVersion && *version != kMetaFlowVersion)
+    return Corrupt("meta", "unknown version " + std::to_string(*version));
   auto sender = in.LengthPrefixed();
   auto received = sender ? in.SignedVarint() : std::nullopt;
   auto origin = received ? in.LengthPrefixed() : std::nullopt;
   auto count = origin ? in.Varint() : std::nullopt;
   auto size = count ? in.Varint() : std::nullopt;
   if (!size) return Corrupt("meta", "truncated");
+  std::optional<std::string_view> tenant;
+  std::optional<uint8_t> priority;
+  if (*version == kMetaFlowVersion) {
+    tenant = in.LengthPrefixed();
+    priority = tenant ? in.Byte() : std::nullopt;
+    if (!priority) return Corrupt("meta", "truncated");
+    if (*priority > 1) return Corrupt("meta", "priority out of range");
+  }
   if (!in.AtEnd()) return Corrupt("meta", "trailing bytes");
   if (*count > std::numeric_limits<uint32_t>::max()) return Corrupt("meta", "recipient count out of range");
   MessageMeta meta;
@@ -198,6 +212,8 @@ Result<MessageMeta> DecodeMeta(std::string_view value) {
   meta.origin = std::string(*origin);
   meta.recipient_count = static_cast<uint32_t>(*count);
   meta.content_size = *size;
+  if (tenant) meta.tenant = std::string(*tenant);
+  if (priority) meta.priority = *priority;
   return meta;
 }
 

@@ -72,6 +72,10 @@ Result<RecipientKeyParts> DecodeRecipientKey(std::string_view key);
 // --- Values -----------------------------------------------------------------
 
 inline constexpr uint8_t kRecordVersion = 1;
+// Meta records of mail with a tenant or a priority are version 2: version
+// 1's fields, then the tenant and the priority. Mail with neither is still
+// written as version 1 (two bytes fewer), and both versions decode.
+inline constexpr uint8_t kMetaFlowVersion = 2;
 
 // The small per-message record in the meta column family.
 struct MessageMeta {
@@ -80,6 +84,8 @@ struct MessageMeta {
   std::string origin;
   uint32_t recipient_count = 0;
   uint64_t content_size = 0;  // uncompressed bytes
+  std::string tenant;         // "" = none
+  uint8_t priority = 0;       // 0 normal, 1 high
 
   bool operator==(const MessageMeta&) const = default;
 };

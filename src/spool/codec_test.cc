@@ -107,11 +107,45 @@ TEST(MetaCodecTest, EveryTruncationIsCorruption) {
 TEST(MetaCodecTest, TrailingBytesAndUnknownVersionAreCorruption) {
   std::string v = EncodeMeta(SampleMeta());
   EXPECT_EQ(DecodeMeta(v + "x").error().code(), ErrorCode::kCorruption);
-  v[0] = 2;
+  v[0] = 3;
   auto r = DecodeMeta(v);
   ASSERT_FALSE(r);
   EXPECT_EQ(r.error().code(), ErrorCode::kCorruption);
   EXPECT_NE(r.error().message().find("version"), std::string::npos);
+}
+
+TEST(MetaCodecTest, TenantAndPriorityRoundTripAsVersion2) {
+  MessageMeta meta = SampleMeta();
+  meta.tenant = "acme";
+  meta.priority = 1;
+  const std::string v = EncodeMeta(meta);
+  EXPECT_EQ(static_cast<uint8_t>(v[0]), kMetaFlowVersion);
+  EXPECT_EQ(v.size(), 46u + 1 + 4 + 1);  // + bytes "acme" + priority
+  auto decoded = DecodeMeta(v);
+  ASSERT_TRUE(decoded) << decoded.error().ToString();
+  EXPECT_EQ(*decoded, meta);
+  // A tenant alone or a priority alone is version 2 too.
+  MessageMeta urgent = SampleMeta();
+  urgent.priority = 1;
+  EXPECT_EQ(static_cast<uint8_t>(EncodeMeta(urgent)[0]), kMetaFlowVersion);
+  EXPECT_EQ(*DecodeMeta(EncodeMeta(urgent)), urgent);
+  // Mail with neither stays version 1, readable by older releases.
+  EXPECT_EQ(static_cast<uint8_t>(EncodeMeta(SampleMeta())[0]), kRecordVersion);
+}
+
+TEST(MetaCodecTest, Version2TruncationsAndBadPriorityAreCorruption) {
+  MessageMeta meta = SampleMeta();
+  meta.tenant = "acme";
+  const std::string full = EncodeMeta(meta);
+  for (size_t n = 0; n < full.size(); ++n) {
+    auto r = DecodeMeta(std::string_view(full).substr(0, n));
+    ASSERT_FALSE(r) << "accepted a prefix of length " << n;
+    EXPECT_EQ(r.error().code(), ErrorCode::kCorruption);
+  }
+  EXPECT_EQ(DecodeMeta(full + "x").error().code(), ErrorCode::kCorruption);
+  std::string bad = full;
+  bad.back() = 2;  // priorities are 0 and 1
+  EXPECT_EQ(DecodeMeta(bad).error().code(), ErrorCode::kCorruption);
 }
 
 TEST(MetaCodecTest, RecipientCountAboveUint32IsCorruption) {

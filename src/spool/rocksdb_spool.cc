@@ -298,6 +298,8 @@ class RocksDbSpool final : public Spool {
       meta.origin = std::move(message.origin);
       meta.recipient_count = static_cast<uint32_t>(message.recipients.size());
       meta.content_size = message.content.size();
+      meta.tenant = std::move(message.tenant);
+      meta.priority = message.priority;
       request.meta = EncodeMeta(meta);
       request.content = EncodeContent(message.content, compress_);
       request.recipients.reserve(message.recipients.size());
@@ -337,11 +339,36 @@ class RocksDbSpool final : public Spool {
     rocksdb::ReadOptions read;
     read.fill_cache = false;  // a one-off scan at start-up
     std::unique_ptr<rocksdb::Iterator> it(db()->NewIterator(read, recipients()));
+    // Both families are in message-id order: the meta iterator walks along
+    // with the recipients, one step per message, for tenant and priority.
+    std::unique_ptr<rocksdb::Iterator> metas(db()->NewIterator(read, meta()));
+    metas->SeekToFirst();
+    MessageId current;
+    bool have_meta = false;
+    std::string tenant;
+    uint8_t priority = 0;
     for (it->SeekToFirst(); it->Valid(); it->Next()) {
       auto record = DecodeRecipient(std::string_view(it->key().data(), it->key().size()),
                                     std::string_view(it->value().data(), it->value().size()));
       if (!record) return tl::unexpected(record.error());
-      if (record->state == RecipientState::kQueued) visit(*record);
+      if (record->state != RecipientState::kQueued) continue;
+      if (!have_meta || record->message != current) {
+        const std::string key = MessageKey(record->message);
+        while (metas->Valid() && metas->key().compare(key) < 0) metas->Next();
+        if (!metas->Valid() || metas->key().compare(key) != 0) {
+          if (!metas->status().ok()) return tl::unexpected(ToError(metas->status(), "scanning meta"));
+          return Fail(ErrorCode::kCorruption, "spool: message " + record->message.ToString() + " has no meta record");
+        }
+        auto meta = DecodeMeta(std::string_view(metas->value().data(), metas->value().size()));
+        if (!meta) return tl::unexpected(meta.error());
+        current = record->message;
+        have_meta = true;
+        tenant = std::move(meta->tenant);
+        priority = meta->priority;
+      }
+      record->tenant = tenant;
+      record->priority = priority;
+      visit(*record);
     }
     if (!it->status().ok()) return tl::unexpected(ToError(it->status(), "scanning recipients"));
     return {};
@@ -372,6 +399,8 @@ class RocksDbSpool final : public Spool {
     message.content = std::move(*content);
     message.received_at = meta->received_at;
     message.origin = std::move(meta->origin);
+    message.tenant = std::move(meta->tenant);
+    message.priority = meta->priority;
     message.recipients.reserve(meta->recipient_count);
     std::unique_ptr<rocksdb::Iterator> it(db()->NewIterator(rocksdb::ReadOptions(), recipients()));
     for (it->Seek(RecipientKey(id, 0)); it->Valid() && it->key().starts_with(key); it->Next()) {

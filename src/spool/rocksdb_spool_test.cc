@@ -58,6 +58,9 @@ IncomingMessage MakeMessage(uint64_t n, int recipients, size_t size = 600) {
   m.content.resize(size);
   m.received_at = FromUnixMillis(1'700'000'000'000 + static_cast<int64_t>(n));
   m.origin = "smtp 127.0.0.1";
+  // Some with a tenant, some urgent, most with neither (meta versions 1 and 2).
+  if (n % 3 == 1) m.tenant = "tenant-" + std::to_string(n % 4);
+  if (n % 5 == 0) m.priority = 1;
   return m;
 }
 
@@ -94,6 +97,8 @@ void ExpectStored(Spool& spool, const IncomingMessage& want) {
   EXPECT_EQ(got->content, want.content);
   EXPECT_EQ(got->received_at, want.received_at);
   EXPECT_EQ(got->origin, want.origin);
+  EXPECT_EQ(got->tenant, want.tenant);
+  EXPECT_EQ(got->priority, want.priority);
 }
 
 TEST(RocksDbSpoolTest, AppendedMessageReadsBack) {
@@ -194,6 +199,10 @@ TEST(RocksDbSpoolTest, ReopenRecoversEveryRecipientOldestFirst) {
     EXPECT_EQ(r.state, RecipientState::kQueued);
     EXPECT_EQ(r.attempts, 0u);
     EXPECT_EQ(r.next_attempt, m.received_at);
+    // Recovery puts the mail back in its flow: tenant and priority come
+    // from the meta record.
+    EXPECT_EQ(r.tenant, m.tenant) << r.message.ToString();
+    EXPECT_EQ(r.priority, m.priority) << r.message.ToString();
   }
   for (const auto& m : sent) ExpectStored(*spool, m);
 }
@@ -334,13 +343,13 @@ TEST(RocksDbSpoolTest, UpdateRecipientChangesStateDurably) {
     auto spool = MustOpen(Options(dir.path()));
     ASSERT_TRUE(spool);
     ASSERT_TRUE(AppendAndWait(*spool, m));
-    RecipientRecord delivered{m.id, 0, "ignored@example", RecipientState::kDelivered, 1, FromUnixMillis(5)};
+    RecipientRecord delivered{m.id, 0, "ignored@example", RecipientState::kDelivered, 1, FromUnixMillis(5), {}, 0};
     ASSERT_TRUE(UpdateAndWait(*spool, delivered));
-    RecipientRecord deferred{m.id, 2, "", RecipientState::kQueued, 3, FromUnixMillis(1'700'000'600'000)};
+    RecipientRecord deferred{m.id, 2, "", RecipientState::kQueued, 3, FromUnixMillis(1'700'000'600'000), {}, 0};
     ASSERT_TRUE(UpdateAndWait(*spool, deferred));
-    RecipientRecord missing{m.id, 3, "", RecipientState::kBounced, 1, FromUnixMillis(0)};
+    RecipientRecord missing{m.id, 3, "", RecipientState::kBounced, 1, FromUnixMillis(0), {}, 0};
     EXPECT_EQ(UpdateAndWait(*spool, missing).error().code(), ErrorCode::kNotFound);
-    RecipientRecord no_message{MessageId(99), 0, "", RecipientState::kBounced, 1, FromUnixMillis(0)};
+    RecipientRecord no_message{MessageId(99), 0, "", RecipientState::kBounced, 1, FromUnixMillis(0), {}, 0};
     EXPECT_EQ(UpdateAndWait(*spool, no_message).error().code(), ErrorCode::kNotFound);
     EXPECT_EQ(spool->Stats().updates, 2u);
   }
@@ -433,9 +442,9 @@ TEST(RocksDbSpoolTest, UpdateInTheSameGroupAsItsAppendApplies) {
   // Queued back to back: almost always one commit group, which is the path
   // under test; if they split, the result must be the same.
   spool->Append(m, [&](Result<void> r) { appended.set_value(r); });
-  spool->UpdateRecipient({m.id, 1, "", RecipientState::kQueued, 1, FromUnixMillis(10)},
+  spool->UpdateRecipient({m.id, 1, "", RecipientState::kQueued, 1, FromUnixMillis(10), {}, 0},
                          [&](Result<void> r) { updated.set_value(r); });
-  spool->UpdateRecipient({m.id, 1, "", RecipientState::kQueued, 2, FromUnixMillis(20)},
+  spool->UpdateRecipient({m.id, 1, "", RecipientState::kQueued, 2, FromUnixMillis(20), {}, 0},
                          [&](Result<void> r) { updated_again.set_value(r); });
   ASSERT_TRUE(appended.get_future().get());
   ASSERT_TRUE(updated.get_future().get());
@@ -488,7 +497,9 @@ TEST(RocksDbSpoolTest, RefusesUnknownFormatAndReportsCorruptRecords) {
 TEST(RocksDbSpoolTest, OpensAFormat1SpoolAndUpgradesIt) {
   TempDir dir;
   const SpoolOptions options = Options(dir.path());
-  const IncomingMessage old = MakeMessage(1, 2, 3000);
+  IncomingMessage old = MakeMessage(1, 2, 3000);
+  old.tenant.clear();  // format 1 predates tenants
+  old.priority = 0;
   std::vector<rocksdb::ColumnFamilyDescriptor> families = {
       {rocksdb::kDefaultColumnFamilyName, {}}, {"content", {}}, {"meta", {}}, {"recipients", {}}};
   {

@@ -49,6 +49,11 @@ struct IncomingMessage {
   std::string content;                  // the message as it will be sent: CRLF lines, not dot-stuffed
   TimePoint received_at;
   std::string origin;                   // how it came in, e.g. "smtp 127.0.0.1" or "http 127.0.0.1"
+  // Whose mail it is and how urgent (inject/flow_headers.h decides both):
+  // the [[tenant]] name ("" = none) and 0 normal / 1 high. Kept in the
+  // meta record so a restart queues the mail in the same flow.
+  std::string tenant;
+  uint8_t priority = 0;
 };
 
 // What recovery and (later) the scheduler see of one recipient.
@@ -59,6 +64,10 @@ struct RecipientRecord {
   RecipientState state = RecipientState::kQueued;
   uint32_t attempts = 0;
   TimePoint next_attempt;
+  // The message's tenant and priority (IncomingMessage): filled in by
+  // ForEachPending from the meta record; ignored by UpdateRecipient.
+  std::string tenant;
+  uint8_t priority = 0;
 };
 
 struct SpoolStats {
@@ -98,11 +107,13 @@ class Spool {
   virtual void Append(IncomingMessage message, CommitCallback done) = 0;
 
   // Visits every recipient record not in a final state, in message-id order
-  // (oldest first). Used at start-up to rebuild the in-memory queue.
+  // (oldest first), with its message's tenant and priority. Used at
+  // start-up to rebuild the in-memory queue.
   virtual Result<void> ForEachPending(const std::function<void(const RecipientRecord&)>& visit) = 0;
 
   // The stored message: id, sender, recipients (in list order, whatever
-  // their state), content, received_at and origin. kNotFound if absent.
+  // their state), content, received_at, origin, tenant and priority.
+  // kNotFound if absent.
   virtual Result<IncomingMessage> ReadMessage(MessageId id) = 0;
 
   // Replaces the state, attempts and next attempt time of the recipient
