@@ -4,7 +4,7 @@ namespace hikyaku::admin {
 
 nlohmann::json StatsJson(const StatsInput& s) {
   nlohmann::json out = nlohmann::json::object();
-  out["intake"] = {{"accepted", s.intake.accepted}, {"failed", s.intake.failed}};
+  out["intake"] = {{"accepted", s.intake.accepted}, {"failed", s.intake.failed}, {"refused", s.intake.refused}};
   out["spool"] = {{"appends", s.spool.appends},
                   {"commit_groups", s.spool.commit_groups},
                   {"syncs", s.spool.syncs},

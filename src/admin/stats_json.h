@@ -17,7 +17,8 @@ namespace hikyaku::admin {
 struct StatsInput {
   struct Intake {
     uint64_t accepted = 0;
-    uint64_t failed = 0;
+    uint64_t failed = 0;   // the spool failed
+    uint64_t refused = 0;  // unknown tenant or bad priority
   } intake;
   struct Spool {
     uint64_t appends = 0;

@@ -76,6 +76,12 @@ int RunDaemon(const config::Config& config) {
   }
 
   inject::Intake intake(**spool, **events, clock, config.server.hostname);
+  auto tenant_names = [](const config::Config& c) {
+    std::vector<std::string> names;
+    for (const auto& t : c.tenants) names.push_back(t.name);
+    return names;
+  };
+  intake.SetTenants(tenant_names(config));
 
   // The delivery side runs on its own thread: DNS, the scheduler and every
   // outbound connection live there.
@@ -94,7 +100,7 @@ int RunDaemon(const config::Config& config) {
   auto recovered = (*spool)->ForEachPending([&](const spool::RecipientRecord& r) {
     ++recovered_recipients;
     if (r.message != last) ++recovered_messages, last = r.message;
-    dispatcher.Recover(r);
+    dispatcher.Recover(r, r.tenant, r.priority);
   });
   if (!recovered) {
     std::cerr << "hikyaku: cannot read the spool at " << config.spool.path.string() << ": "
@@ -102,7 +108,8 @@ int RunDaemon(const config::Config& config) {
     return kExitIoErr;
   }
   intake.SetAcceptedListener([&dispatcher](inject::AcceptedMessage m) {
-    dispatcher.Accept(m.id, m.received_at, std::move(m.recipients));
+    dispatcher.Accept(m.id, m.received_at, std::move(m.recipients), std::move(m.tenant),
+                      static_cast<uint8_t>(m.priority));
   });
 
   // One io_context per thread: a connection stays on one thread for its
@@ -130,7 +137,8 @@ int RunDaemon(const config::Config& config) {
   // started with, validate it whole, then hand each component its part on
   // its own thread. An invalid file changes nothing: every error is logged
   // (and returned to `hikyaku reload`). Applied: sources, pools, tenants,
-  // sites, reply rules and warm-up (the dispatcher). Listener addresses,
+  // sites, reply rules and warm-up (the dispatcher), the tenants mail may
+  // name (intake). Listener addresses, smtp_in.users,
   // the spool, DNS and routes need a restart.
   std::mutex reload_mu;
   auto reload = [&]() -> std::vector<std::string> {
@@ -151,7 +159,10 @@ int RunDaemon(const config::Config& config) {
       (*events)->Write(events::Event{clock.Now(), "reload", MessageId(), "", "", extra});
       return errors;
     }
+    // The dispatcher first: mail of a tenant the new file adds reaches it
+    // after the new tenants (both go through its thread's queue in order).
     dispatcher.Apply(*next);
+    intake.SetTenants(tenant_names(**next));
     spdlog::info("reload: {} applied", config.source.string());
     const std::string file = config.source.string();
     events::EventField extra[] = {{"ok", true}, {"file", file}};
@@ -166,7 +177,7 @@ int RunDaemon(const config::Config& config) {
   auto stats = [&]() -> admin::StatsInput {
     admin::StatsInput out;
     const auto in = intake.Stats();
-    out.intake = {in.accepted, in.failed};
+    out.intake = {in.accepted, in.failed, in.refused};
     const auto sp = (*spool)->Stats();
     out.spool = {sp.appends,
                  sp.commit_groups,

@@ -209,8 +209,15 @@ void EventLog::Received(TimePoint ts, MessageId id, std::string_view sender,
 
 void EventLog::Received(TimePoint ts, MessageId id, std::string_view sender,
                         std::span<const std::string> recipients, uint64_t size,
-                        std::string_view origin) {
-  Received(ts, id, sender, recipients, {{"size", size}, {"origin", origin}});
+                        std::string_view origin, std::string_view tenant, bool high_priority) {
+  if (tenant.empty() && !high_priority) {
+    Received(ts, id, sender, recipients, {{"size", size}, {"origin", origin}});
+  } else if (!high_priority) {
+    Received(ts, id, sender, recipients, {{"size", size}, {"origin", origin}, {"tenant", tenant}});
+  } else {
+    Received(ts, id, sender, recipients,
+             {{"size", size}, {"origin", origin}, {"tenant", tenant}, {"priority", std::string_view("high")}});
+  }
 }
 
 void EventLog::FlusherLoop() {

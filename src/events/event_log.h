@@ -123,10 +123,12 @@ class EventLog {
   void Received(TimePoint ts, MessageId id, std::string_view sender,
                 std::span<const std::string> recipients,
                 std::initializer_list<EventField> extra = {});
-  // The same with the two fields every intake path records: "size" (octets
-  // as spooled) and "origin" (e.g. "ESMTP 192.0.2.1").
+  // The same with the fields every intake path records: "size" (octets as
+  // spooled), "origin" (e.g. "ESMTP 192.0.2.1"), and "tenant" and
+  // "priority" when the message has them.
   void Received(TimePoint ts, MessageId id, std::string_view sender,
-                std::span<const std::string> recipients, uint64_t size, std::string_view origin);
+                std::span<const std::string> recipients, uint64_t size, std::string_view origin,
+                std::string_view tenant = {}, bool high_priority = false);
 
   // Hands everything written so far to the OS (no fsync). Returns the first
   // write error since the previous Flush(), if any.

@@ -36,14 +36,29 @@ void HttpApi::Register(net::HttpServer& server) {
       co_return r;
     }
     auto& message = std::get<MessageSubmission>(parsed);
+    if (!message.tenant.empty() && !intake_.KnownTenant(message.tenant)) {
+      net::Response r;
+      r.status = 400;
+      r.content_type = "application/problem+json";
+      r.body = Problem{400, std::string(kProblemInvalidField), "Invalid field",
+                       "unknown tenant \"" + message.tenant + "\": no [[tenant]] of that name", "/tenant"}
+                   .ToJson();
+      co_return r;
+    }
     Submission submission;
     submission.sender = std::move(message.sender);
     submission.recipients = std::move(message.recipients);
     submission.content = std::move(message.content);
     submission.client_address = req.client_ip;
     submission.protocol = message::ReceivedProtocol::kHttp;
+    submission.flow.tenant = std::move(message.tenant);
+    submission.flow.priority = std::move(message.priority);
     const size_t recipients = submission.recipients.size();
     Result<MessageId> result = co_await AsyncSubmit(intake_, std::move(submission), asio::use_awaitable);
+    if (!result && result.error().code() == ErrorCode::kInvalidArgument) {
+      // The flow check (a tenant removed by a reload since the check above).
+      co_return net::Response::Problem(400, "Bad Request", result.error().message());
+    }
     if (!result) {
       const bool full = result.error().code() == ErrorCode::kNoSpace;
       co_return net::Response::Problem(full ? 507 : 503, full ? "Insufficient Storage" : "Service Unavailable",

@@ -1,5 +1,7 @@
 #include "inject/http_message_request.h"
 
+#include "inject/flow_headers.h"
+
 #include <array>
 #include <random>
 #include <unordered_set>
@@ -22,8 +24,8 @@ Problem FieldProblem(std::string field, std::string detail) {
                  std::move(field)};
 }
 
-constexpr std::array<std::string_view, 9> kMembers = {"from", "to",   "raw",  "cc",     "bcc",
-                                                      "subject", "text", "html", "headers"};
+constexpr std::array<std::string_view, 11> kMembers = {"from", "to",   "raw",  "cc",      "bcc",     "subject",
+                                                       "text", "html", "headers", "tenant", "priority"};
 constexpr std::array<std::string_view, 6> kStructuredOnly = {"cc", "bcc", "subject", "text",
                                                              "html", "headers"};
 
@@ -333,8 +335,23 @@ MessageRequestResult ParseMessageRequest(std::string_view body, const MessageReq
   if (!to) return problem;
   if (to->empty()) return FieldProblem("/to", "to must name at least one recipient");
 
-  if (doc.contains("raw")) return ParseRaw(doc, from, *to, limits);
-  return ParseStructured(doc, from, *to, limits);
+  // The flow (inject/flow_headers.h): whose mail it is and how urgent.
+  bool has_tenant, has_priority;
+  auto tenant = OptionalString(doc, "tenant", problem, has_tenant);
+  if (!tenant) return problem;
+  if (has_tenant && tenant->empty()) return FieldProblem("/tenant", "tenant must name a [[tenant]], got \"\"");
+  auto priority = OptionalString(doc, "priority", problem, has_priority);
+  if (!priority) return problem;
+  if (has_priority && !ParsePriority(*priority))
+    return FieldProblem("/priority", "priority must be \"high\" or \"normal\", got \"" + *priority + "\"");
+
+  MessageRequestResult result = doc.contains("raw") ? ParseRaw(doc, from, *to, limits)
+                                                    : ParseStructured(doc, from, *to, limits);
+  if (auto* message = std::get_if<MessageSubmission>(&result)) {
+    message->tenant = std::move(*tenant);
+    message->priority = std::move(*priority);
+  }
+  return result;
 }
 
 }  // namespace hikyaku::inject

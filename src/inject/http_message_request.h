@@ -14,6 +14,11 @@
 //   structured: {"from": "Name <a@example.com>", "to": [...], "cc": [...],
 //                "bcc": [...], "subject": "...", "text": "...", "html": "...",
 //                "headers": {"X-Foo": "bar"}}
+//
+//   Both forms take "tenant" (a [[tenant]] name: the pool the mail leaves
+//   from and its fair share) and "priority" ("high" | "normal"). The
+//   X-Hikyaku-Tenant/-Priority header fields are removed from the content
+//   and do not count over HTTP (inject/flow_headers.h).
 //     Built by message::BuildMessage. Envelope sender = the From addr-spec;
 //     envelope recipients = to + cc + bcc; bcc never appears in the content.
 //     At least one of text/html is required.
@@ -28,7 +33,9 @@
 //                         ("/to/2"), header injection ("/subject",
 //                         "/headers/X-Foo"), raw mixed with structured
 //                         members ("/html"), no text/html ("/text"),
-//                         malformed raw message ("/raw")
+//                         malformed raw message ("/raw"), an empty tenant
+//                         ("/tenant"), a priority other than high/normal
+//                         ("/priority")
 //   400 too-many-recipients  field = first address over the limit ("/bcc/3")
 //   413 message-too-large    field "/raw", "/text" or "/html"
 //
@@ -50,6 +57,8 @@ struct MessageSubmission {
   std::string sender;                   // envelope MAIL FROM, a valid addr-spec
   std::vector<std::string> recipients;  // envelope RCPT TO, at least one, unique
   std::string content;                  // RFC 5322 message, CRLF lines
+  std::string tenant;                   // "tenant": a [[tenant]] name (checked by the caller); "" none
+  std::string priority;                 // "priority": "high" | "normal" (any case); "" none
 };
 
 // RFC 9457 problem details.

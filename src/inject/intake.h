@@ -7,18 +7,30 @@
 // durable, with the spool's Error otherwise (kNoSpace: the caller answers
 // 452 4.3.1 / HTTP 507). The `received` events are logged only on success.
 //
+// Before anything is stored, Submit removes the X-Hikyaku-Tenant and
+// X-Hikyaku-Priority fields from the content and decides the message's
+// tenant and priority (inject/flow_headers.h). A priority that is neither
+// high nor normal, or a tenant that names no [[tenant]] of the running
+// configuration, fails with kInvalidArgument and a message fit for the
+// submitter (SMTP answers 550 5.7.1, HTTP 400); nothing is stored.
+//
 // Thread-safety: Submit may be called from any thread; `done` runs on the
 // spool's commit thread (callers post back to their own executor).
 #pragma once
 
 #include <atomic>
 #include <functional>
+#include <memory>
+#include <mutex>
+#include <set>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "base/clock.h"
 #include "base/error.h"
 #include "base/message_id.h"
+#include "inject/flow_headers.h"
 #include "message/received.h"
 
 namespace hikyaku::spool {
@@ -38,6 +50,8 @@ struct Submission {
   std::string client_address;  // "127.0.0.1"
   std::string client_helo;     // EHLO/HELO argument; empty for HTTP
   message::ReceivedProtocol protocol = message::ReceivedProtocol::kEsmtp;
+  // Who may name the tenant and priority, and what the channel named.
+  FlowAuthority flow;
 };
 
 // What the delivery side learns of a message once it is durable.
@@ -45,11 +59,14 @@ struct AcceptedMessage {
   MessageId id;
   TimePoint received_at;
   std::vector<std::string> recipients;  // index i is recipient record i in the spool
+  std::string tenant;                   // "" = none
+  MessagePriority priority = MessagePriority::kNormal;
 };
 
 struct IntakeStats {
   uint64_t accepted = 0;
-  uint64_t failed = 0;
+  uint64_t failed = 0;   // the spool failed (disk full, I/O)
+  uint64_t refused = 0;  // unknown tenant or bad priority
 };
 
 class Intake {
@@ -63,7 +80,12 @@ class Intake {
   using Done = std::function<void(Result<MessageId>)>;
   void Submit(Submission submission, Done done);
 
-  IntakeStats Stats() const { return {accepted_.load(), failed_.load()}; }
+  // The [[tenant]] names mail may belong to; replaced on reload (any
+  // thread). Until the first call no tenant is known.
+  void SetTenants(std::vector<std::string> names);
+  bool KnownTenant(std::string_view name) const;
+
+  IntakeStats Stats() const { return {accepted_.load(), failed_.load(), refused_.load()}; }
   const std::string& hostname() const { return hostname_; }
 
  private:
@@ -75,6 +97,9 @@ class Intake {
   std::function<void(AcceptedMessage)> accepted_listener_;
   std::atomic<uint64_t> accepted_{0};
   std::atomic<uint64_t> failed_{0};
+  std::atomic<uint64_t> refused_{0};
+  mutable std::mutex tenants_mu_;
+  std::shared_ptr<const std::set<std::string, std::less<>>> tenants_;
 };
 
 }  // namespace hikyaku::inject

@@ -52,6 +52,13 @@ struct SmtpListener::Shared {
     return false;
   }
 
+  // The [[tenant]] of an smtp_in.users entry; "" for none or no such user.
+  std::string TenantOf(std::string_view user) const {
+    for (const auto& u : config.users)
+      if (u.name == user) return u.tenant;
+    return "";
+  }
+
   bool CheckPassword(const std::string& user, const std::string& password) const {
     for (const auto& u : config.users)
       if (u.name == user) return auth::VerifyPassword(password, u.password_hash);
@@ -124,6 +131,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
           submission.content = std::move(received.content);
           submission.client_address = client_.to_string();
           submission.client_helo = std::move(received.helo);
+          submission.flow.tenant = received.auth_user.empty() ? "" : shared_->TenantOf(received.auth_user);
+          submission.flow.relay_client = policy.relay_allowed;
+          submission.flow.authenticated = session.authenticated();
           using message::ReceivedProtocol;
           submission.protocol = tls_ ? (session.authenticated() ? ReceivedProtocol::kEsmtpsa : ReceivedProtocol::kEsmtps)
                                      : (session.authenticated() ? ReceivedProtocol::kEsmtpa : ReceivedProtocol::kEsmtp);
@@ -131,6 +141,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
           Result<MessageId> result = co_await AsyncSubmit(shared_->intake, std::move(submission), asio::use_awaitable);
           if (result) {
             session.OnCommitted(true, false, result->ToString(), out);
+          } else if (result.error().code() == ErrorCode::kInvalidArgument) {
+            // Unknown tenant or bad priority (intake.h): the sender must change the message.
+            spdlog::info("smtp {}: message refused: {}", client_.to_string(), result.error().message());
+            session.OnRefused("5.7.1", result.error().message(), out);
           } else {
             spdlog::warn("smtp {}: message not accepted: {}", client_.to_string(), result.error().ToString());
             session.OnCommitted(false, result.error().code() == ErrorCode::kNoSpace, "", out);

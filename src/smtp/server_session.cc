@@ -553,6 +553,17 @@ void ServerSession::OnCommitted(bool ok, bool no_space, std::string_view queue_i
   }
 }
 
+void ServerSession::OnRefused(std::string_view enhanced, std::string_view text, std::string& out) {
+  HIKYAKU_CHECK(phase_ == Phase::kWaitCommit);
+  message_ready_ = false;
+  message_ = Message{};
+  phase_ = Phase::kCommand;
+  std::string line(text);
+  for (char& c : line)
+    if (c == '\r' || c == '\n') c = ' ';
+  Reply(out, 550, enhanced, line);
+}
+
 void ServerSession::OnTlsStarted() {
   HIKYAKU_CHECK(phase_ == Phase::kWaitTls);
   // RFC 3207 section 4.2: discard all knowledge obtained from the client

@@ -11,7 +11,8 @@
 //     switch (session.Process(out)):
 //       kNeedInput:     read some bytes, session.Feed(bytes)
 //       kCommitMessage: m = session.TakeMessage(); make it durable;
-//                       session.OnCommitted(ok, no_space, queue_id, out)
+//                       session.OnCommitted(ok, no_space, queue_id, out), or
+//                       session.OnRefused(enhanced, text, out)
 //       kStartTls:      write `out` (the 220) in plaintext, do the TLS
 //                       handshake, then session.OnTlsStarted(); from now on
 //                       Feed only decrypted bytes. On handshake failure close.
@@ -128,6 +129,10 @@ class ServerSession {
   // Answers the DATA: 250 2.0.0 Ok: queued as <id> | 452 4.3.1 (no_space) |
   // 451 4.3.0 (other failures); the transaction is reset either way.
   void OnCommitted(bool ok, bool no_space, std::string_view queue_id, std::string& out);
+  // Answers the DATA instead with 550 <enhanced> <text> (a policy refusal:
+  // the message will never be accepted as it is); the transaction is reset.
+  // `text` is one line (CR and LF are replaced by spaces).
+  void OnRefused(std::string_view enhanced, std::string_view text, std::string& out);
 
   // After kStartTls: the handshake succeeded. Forgets HELO/EHLO, any
   // transaction and any buffered input (RFC 3207 section 4.2).

@@ -202,6 +202,22 @@ TEST(ServerSessionTest, NothingIsProcessedWhileCommitIsPending) {
   EXPECT_EQ(out, "250 2.0.0 Ok: queued as abc123\r\n250 2.0.0 Ok\r\n250 2.0.0 Ok\r\n");
 }
 
+TEST(ServerSessionTest, PolicyRefusalAnswers550AndResetsTheTransaction) {
+  ServerSession session(TestPolicy());
+  std::string out;
+  session.Start(out);
+  session.Feed("EHLO c\r\nMAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.com>\r\nDATA\r\nhi\r\n.\r\n");
+  EXPECT_EQ(session.Process(out), Action::kCommitMessage);
+  session.TakeMessage();
+  out.clear();
+  session.OnRefused("5.7.1", "unknown tenant \"x\"\r\nX-Injected: no", out);
+  EXPECT_EQ(out, "550 5.7.1 unknown tenant \"x\"  X-Injected: no\r\n");
+  out.clear();
+  session.Feed("RCPT TO:<c@example.com>\r\n");
+  EXPECT_EQ(session.Process(out), Action::kNeedInput);
+  EXPECT_EQ(out, "503 5.5.1 Error: need MAIL command\r\n");
+}
+
 TEST(ServerSessionTest, CommitFailures) {
   FakeDriver d;
   d.commit_ok_ = false;
