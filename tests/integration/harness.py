@@ -291,3 +291,66 @@ def inject(port, messages, connections=8):
     for t in threads:
         t.join(timeout=600)
     return acked, errors
+
+
+def delivery_config_with_sites(root, routes, extra=""):
+    """delivery_config, where a route's value may be (port, site): a route to
+    an IP literal has no MX name to match, so the route names the site."""
+    text = delivery_config(root, {d: (p[0] if isinstance(p, tuple) else p) for d, p in routes.items()}, extra)
+    for p in routes.values():
+        if isinstance(p, tuple):
+            text = text.replace(f'to = "127.0.0.1:{p[0]}"\n', f'to = "127.0.0.1:{p[0]}"\nsite = "{p[1]}"\n')
+    return text
+
+
+class DeliveryCase(unittest.TestCase):
+    """A daemon on a private directory delivering to `hikyaku sink`s, all
+    cleaned up after each test."""
+
+    def setUp(self):
+        self.d = Daemon()
+        self.sinks = []
+
+    def tearDown(self):
+        for s in self.sinks:
+            s.stop()
+        self.d.cleanup()
+
+    def sink(self, name, *flags):
+        s = Sink(self.d.root, name, *flags)
+        self.sinks.append(s)
+        return s
+
+    def write_config(self, routes, extra=""):
+        """routes: domain -> port, or -> (port, site)."""
+        with open(self.d.config_path, "w") as f:
+            f.write(delivery_config_with_sites(self.d.root, routes, extra))
+
+    def start(self, routes=None, extra=""):
+        """Writes the config (unless routes is None: keep the file) and starts
+        the daemon; the CLI's config (naming the bound ports) is taken now,
+        so a test may break the daemon's file and still reach it."""
+        if routes is not None:
+            self.write_config(routes, extra)
+        self.d.start()
+        self.client = self.d.client_config()
+
+    def events(self, type_):
+        return [e for e in self.d.events() if e["type"] == type_]
+
+    def wait_events(self, type_, n, timeout=10):
+        """The events of a type once there are at least n (written asynchronously)."""
+        wait_for(lambda: len(self.events(type_)) >= n, timeout)
+        return self.events(type_)
+
+    def inject(self, n, domain, tag="m", connections=4):
+        """n one-recipient messages to <tag><i>@<domain>; asserts every one was acknowledged."""
+        messages = [("s@example.com", [f"{tag}{i}@{domain}"], f"{tag}{i}") for i in range(n)]
+        acked, errors = inject(self.d.smtp_port, messages, connections=connections)
+        self.assertEqual(errors, [])
+        self.assertEqual(len(acked), n)
+
+    def cli(self, *args):
+        """Runs `hikyaku ARGS -c <client config>` against the daemon start() started."""
+        out = subprocess.run([BIN, *args, "-c", self.client], capture_output=True, timeout=30)
+        return out.returncode, out.stdout.decode(), out.stderr.decode()

@@ -26,28 +26,9 @@ def tag_of(record):
     return record["message_id"].strip("<>").split("@")[0]
 
 
-class DeliveryTest(unittest.TestCase):
-    def setUp(self):
-        self.d = harness.Daemon()
-        self.sinks = []
-
-    def tearDown(self):
-        for s in self.sinks:
-            s.stop()
-        self.d.cleanup()
-
-    def sink(self, name, *flags):
-        s = harness.Sink(self.d.root, name, *flags)
-        self.sinks.append(s)
-        return s
-
+class DeliveryTest(harness.DeliveryCase):
     def start(self, routes, extra=FAST_RETRY):
-        with open(self.d.config_path, "w") as f:
-            f.write(harness.delivery_config(self.d.root, routes, extra))
-        self.d.start()
-
-    def events(self, type_):
-        return [e for e in self.d.events() if e["type"] == type_]
+        super().start(routes, extra)
 
     def test_all_mail_delivered_exactly_once_with_event_fields(self):
         sink = self.sink("live")

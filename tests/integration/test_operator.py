@@ -32,47 +32,12 @@ mx_patterns = ["*.carrier.invalid"]
 """
 
 
-class OperatorTest(unittest.TestCase):
-    def setUp(self):
-        self.d = harness.Daemon()
-        self.sinks = []
-
-    def tearDown(self):
-        for s in self.sinks:
-            s.stop()
-        self.d.cleanup()
-
-    def sink(self, name, *flags):
-        s = harness.Sink(self.d.root, name, *flags)
-        self.sinks.append(s)
-        return s
-
+class OperatorTest(harness.DeliveryCase):
     def start(self, sink, extra=""):
-        # The route's host is an IP literal: the route names the site.
-        text = harness.delivery_config(self.d.root, {"carrier.test": sink.port}, FAST + SITE + extra)
-        text = text.replace(f'to = "127.0.0.1:{sink.port}"', f'to = "127.0.0.1:{sink.port}"\nsite = "carrier"')
-        with open(self.d.config_path, "w") as f:
-            f.write(text)
-        self.d.start()
-        self.client = self.d.client_config()  # names the bound HTTP port, for the CLI
-
-    def cli(self, *args):
-        out = subprocess.run([harness.BIN, *args, "-c", self.client], capture_output=True, timeout=30)
-        return out.returncode, out.stdout.decode(), out.stderr.decode()
-
-    def events(self, type_):
-        return [e for e in self.d.events() if e["type"] == type_]
-
-    def wait_events(self, type_, n, timeout=10):
-        """The events of a type once there are at least n (written asynchronously)."""
-        harness.wait_for(lambda: len(self.events(type_)) >= n, timeout)
-        return self.events(type_)
+        super().start({"carrier.test": (sink.port, "carrier")}, FAST + SITE + extra)
 
     def inject(self, n, tag, connections=2):
-        messages = [("s@example.com", [f"{tag}{i}@carrier.test"], f"{tag}{i}") for i in range(n)]
-        acked, errors = harness.inject(self.d.smtp_port, messages, connections=connections)
-        self.assertEqual(errors, [])
-        self.assertEqual(len(acked), n)
+        super().inject(n, "carrier.test", tag, connections)
 
     def test_suspended_site_holds_no_connection_and_resumes(self):
         sink = self.sink("carrier")

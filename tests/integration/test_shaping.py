@@ -40,51 +40,20 @@ def seconds(ts):
     return datetime.datetime.strptime(ts, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=datetime.timezone.utc).timestamp()
 
 
-class ShapingTest(unittest.TestCase):
-    def setUp(self):
-        self.d = harness.Daemon()
-        self.sinks = []
-
-    def tearDown(self):
-        for s in self.sinks:
-            s.stop()
-        self.d.cleanup()
-
-    def sink(self, name, *flags):
-        s = harness.Sink(self.d.root, name, *flags)
-        self.sinks.append(s)
-        return s
-
-    def write_config(self, routes, extra):
-        with open(self.d.config_path, "w") as f:
-            f.write(harness.delivery_config(self.d.root, routes, extra))
-
-    def events(self, type_):
-        return [e for e in self.d.events() if e["type"] == type_]
-
-    def inject(self, n, domain, tag="m", connections=4):
-        messages = [("s@example.com", [f"{tag}{i}@{domain}"], f"{tag}{i}") for i in range(n)]
-        acked, errors = harness.inject(self.d.smtp_port, messages, connections=connections)
-        self.assertEqual(errors, [])
-        self.assertEqual(len(acked), n)
-
+class ShapingTest(harness.DeliveryCase):
     def test_per_source_connection_cap_is_never_exceeded(self):
         # The sink refuses a 4th connection from one IP with 421 and counts
         # it: with the cap configured, hikyaku must never be refused, while
         # both sources carry the load.
         sink = self.sink("carrier", "--max-connections-per-ip", "3", "--reply-delay", "20ms")
-        self.write_config({"carrier.test": sink.port}, FAST.replace("[delivery]", "[delivery]\nmax_connections_per_site = 20")
-                          + """
+        # The route's host is an IP literal: the route names the site.
+        self.write_config({"carrier.test": (sink.port, "carrier")},
+                          FAST.replace("[delivery]", "[delivery]\nmax_connections_per_site = 20") + """
 [[site]]
 name = "carrier"
 mx_patterns = ["*.carrier.invalid"]
 max_connections_per_source = 3
 """ + SOURCES)
-        # The route's host is an IP literal: the site is named by the route.
-        with open(self.d.config_path) as f:
-            text = f.read().replace(f'to = "127.0.0.1:{sink.port}"', f'to = "127.0.0.1:{sink.port}"\nsite = "carrier"')
-        with open(self.d.config_path, "w") as f:
-            f.write(text)
         self.d.start()
         self.inject(600, "carrier.test")
         self.assertTrue(harness.wait_for(lambda: len(sink.records()) >= 600, 60), f"{len(sink.records())} delivered")
