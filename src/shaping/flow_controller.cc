@@ -34,7 +34,12 @@ std::string Quote(std::string_view reply) {
 // See OnAccepted: replies in flight when the first throttle came.
 constexpr Duration kInFlightGrace = std::chrono::seconds(1);
 
-double BucketBurst(double rate, double seconds) { return rate <= 0 ? 0 : std::max(1.0, rate * seconds); }
+// A pacing bucket holds `seconds` of the rate, at least 1 and at most
+// `most` tokens: at high rates a second's worth would let twice the rate
+// through in the second after a pause.
+double BucketBurst(double rate, double seconds, double most) {
+  return rate <= 0 ? 0 : std::max(1.0, std::min(rate * seconds, most));
+}
 
 }  // namespace
 
@@ -64,9 +69,9 @@ FlowController::FlowController(const FlowLimits& limits, TimePoint now, const Fl
       m_window_start_(now),
       last_connection_signal_(now),
       last_refused_(now),
-      send_bucket_(limits.max_message_rate, BucketBurst(limits.max_message_rate, tuning.send_burst_seconds),
-                   now),
-      connection_bucket_(limits.max_connection_rate, BucketBurst(limits.max_connection_rate, 1.0), now) {
+      send_bucket_(limits.max_message_rate,
+                   BucketBurst(limits.max_message_rate, tuning.send_burst_seconds, tuning.send_burst_max), now),
+      connection_bucket_(limits.max_connection_rate, BucketBurst(limits.max_connection_rate, 1.0, 1e9), now) {
   reported_connections_ = connections();
   reported_rate_ = rate();
 }
@@ -92,7 +97,8 @@ void FlowController::Report(TimePoint now, std::string reason) {
   double r = rate();
   if (c == reported_connections_ && r == reported_rate_) return;
   changes_.push_back(Change{now, reported_connections_, c, reported_rate_, r, std::move(reason)});
-  if (r != reported_rate_) send_bucket_.SetRate(r, BucketBurst(r, tuning_.send_burst_seconds), now);
+  if (r != reported_rate_)
+    send_bucket_.SetRate(r, BucketBurst(r, tuning_.send_burst_seconds, tuning_.send_burst_max), now);
   reported_connections_ = c;
   reported_rate_ = r;
 }
@@ -106,7 +112,7 @@ void FlowController::SetLimits(const FlowLimits& limits, TimePoint now) {
     learned_rate_ = limits_.max_message_rate;
   if (limits_.max_connections > 0 && learned_connections_ >= limits_.max_connections)
     learned_connections_ = 0;
-  connection_bucket_.SetRate(limits_.max_connection_rate, BucketBurst(limits_.max_connection_rate, 1.0), now);
+  connection_bucket_.SetRate(limits_.max_connection_rate, BucketBurst(limits_.max_connection_rate, 1.0, 1e9), now);
   Report(now, "configuration reloaded: caps " + std::to_string(limits_.max_connections) + " connections, " +
                   Rate(limits_.max_message_rate));
 }

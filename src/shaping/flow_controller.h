@@ -124,7 +124,12 @@ struct FlowTuning {
   double revert_above = 1.50;
   double binding_fraction = 0.8;
   double min_rate = 0.05;           // recipients/s: never stop completely
-  double send_burst_seconds = 1.0;  // pacing bucket holds this much of the rate
+  // The pacing bucket holds this much of the rate, at least 1 and at most
+  // send_burst_max recipients: over any stretch T a pair sends at most
+  // rate x T + the burst + one transaction (token_bucket.h), so a
+  // "1000/s" cap lets at most 1020 + one transaction through in a second.
+  double send_burst_seconds = 1.0;
+  double send_burst_max = 20;
   Duration conn_recover_quiet = std::chrono::minutes(5);
   Duration refused_spacing = std::chrono::seconds(10);
 };

@@ -69,6 +69,10 @@ TEST(FlowControllerTest, ABigTransactionWaitsForAFullPacingBucketInsteadOfStarvi
   TimePoint when = fc.NextSend(50, kStart);
   EXPECT_EQ(when, kStart + seconds(1));
   EXPECT_TRUE(fc.TrySend(50, when));
+  // ... and the cap holds over time: the 50 are paid back at 2/s before
+  // the next recipient goes (48 owed, then 1 more: 24.5 s).
+  EXPECT_EQ(fc.NextSend(1, when), when + milliseconds(24500));
+  EXPECT_FALSE(fc.TrySend(1, when + seconds(24)));
 }
 
 TEST(FlowControllerTest, ThrottlingMeasuresWhatTheReceiverAcceptsAndHoldsJustBelowIt) {

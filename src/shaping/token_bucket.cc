@@ -38,9 +38,9 @@ double TokenBucket::Available(TimePoint now) const {
 bool TokenBucket::TryTake(double n, TimePoint now) {
   if (unlimited()) return true;
   Refill(now);
-  double want = Clamp(n);
-  if (tokens_ + kEpsilon < want) return false;
-  tokens_ = std::max(0.0, tokens_ - want);
+  if (tokens_ + kEpsilon < Clamp(n)) return false;
+  tokens_ -= std::max(0.0, n);  // all of it: more than the burst leaves a debt
+  if (std::abs(tokens_) < kEpsilon) tokens_ = 0;
   return true;
 }
 

