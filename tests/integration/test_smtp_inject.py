@@ -155,10 +155,16 @@ class StartTlsAuthTest(unittest.TestCase):
 [tls.main]
 certificate = "{root}/cert.pem"
 key = "{root}/key.pem"
+
+[[tenant]]
+name = "acme"
+
+[[tenant]]
+name = "other"
 """
         text = harness.default_config(root, extra).replace(
             'relay_networks = ["127.0.0.0/8"]',
-            f'relay_networks = ["10.0.0.0/8"]\ntls = "main"\nusers = [{{ name = "shop", password_hash = "{hashed}" }}]')
+            f'relay_networks = ["10.0.0.0/8"]\ntls = "main"\nusers = [{{ name = "shop", password_hash = "{hashed}", tenant = "acme" }}]')
         with open(self.d.config_path, "w") as f:
             f.write(text)
         self.d.start()
@@ -186,6 +192,18 @@ key = "{root}/key.pem"
         self.assertEqual(refused, {})
         s.quit()
         self.assertEqual(self.d.stats()["intake"]["accepted"], 1)
+
+    def test_the_users_tenant_is_the_mails_and_its_header_cannot_change_it(self):
+        # The client is outside relay_networks: its X-Hikyaku-Tenant does not
+        # count (and is removed); the mail is the user's tenant's.
+        s = self._client()
+        s.login("shop", "s3cret")
+        refused = s.sendmail("shop@example.com", ["customer@example.net"],
+                             b"X-Hikyaku-Tenant: other\r\n" + harness.make_message("tenant"))
+        self.assertEqual(refused, {})
+        s.quit()
+        received = harness.wait_for(lambda: [e for e in self.d.events() if e["type"] == "received"], 10)
+        self.assertEqual([e.get("tenant") for e in received], ["acme"])
 
     def test_wrong_password_is_refused_with_535(self):
         s = self._client()
