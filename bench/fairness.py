@@ -45,7 +45,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import inject as ib  # noqa: E402  (the system under test)
-from inject import BenchError, log  # noqa: E402
+from inject import BenchError, NoInstrument, WorkDir, free_port_on, log  # noqa: E402
 
 ib.LOG_TAG = "fairness"
 REPO = ib.REPO
@@ -59,31 +59,6 @@ HEADERS = {  # scenario -> (newsletter headers, reset headers)
     "tenant": ("X-Hikyaku-Tenant: news\n", "X-Hikyaku-Tenant: acme\r\n"),
     "priority": ("X-Hikyaku-Tenant: news\n", "X-Hikyaku-Tenant: news\r\nX-Hikyaku-Priority: high\r\n"),
 }
-
-
-class NoInstrument:
-    def wrap(self):
-        return ""
-
-    def kill_all(self):
-        pass
-
-    def cpu_seconds(self):
-        return None
-
-
-class WorkDir:
-    def __init__(self, path):
-        self.dir = self.mnt = path
-
-    def remove(self):
-        pass
-
-
-def free_port_on(address):
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((address, 0))
-        return s.getsockname()[1]
 
 
 class Sink:

@@ -600,6 +600,45 @@ in_flow_delay = 0s
 """
 
 
+# --- For the benchmarks that measure at the receiver (politeness.py,
+# fairness.py) and use this file's systems only to start them.
+
+class NoInstrument:
+    """Stands in for the cgroup and ftrace wrappers: nothing is measured on
+    the sending side."""
+
+    def wrap(self):
+        return ""
+
+    def kill_all(self):
+        pass
+
+    def cpu_seconds(self):
+        return None
+
+
+class WorkDir:
+    """The file-system argument of the systems' start(): the spool or queue
+    directly in the work directory (nothing is measured on disk here). Not
+    one level deeper as inject.PlainDir would put it: Postfix's
+    public/postlog socket must fit a unix-domain socket name (108 bytes),
+    and `postfix start` fails with nothing but a syslog line when it does
+    not."""
+
+    def __init__(self, path):
+        self.dir = self.mnt = path
+
+    def remove(self):
+        pass
+
+
+def free_port_on(address):
+    """A free TCP port on `address` (a loopback address other than 127.0.0.1)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((address, 0))
+        return s.getsockname()[1]
+
+
 class PostfixSystem:
     name = "postfix"
 

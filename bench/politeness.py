@@ -72,7 +72,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import inject as ib  # noqa: E402  (the systems under test)
-from inject import BenchError, log  # noqa: E402
+from inject import BenchError, NoInstrument, WorkDir, free_port_on, log  # noqa: E402
 
 ib.LOG_TAG = "politeness"
 REPO = ib.REPO
@@ -86,43 +86,8 @@ CONTENDERS = ("hikyaku", "postfix", "postfix-unpaced")
 POSTFIX_RATE_DELAY_S = 1    # the finest pacing Postfix can express (whole seconds)
 
 
-class NoInstrument:
-    """Stands in for inject.py's cgroup and ftrace wrappers: this benchmark
-    measures at the receiver only."""
-
-    def wrap(self):
-        return ""
-
-    def kill_all(self):
-        pass
-
-    def cpu_seconds(self):
-        return None
-
-
-class WorkDir:
-    """The file-system argument of inject.py's start(): the spool or queue
-    directly in the work directory (nothing is measured on disk here). Not
-    one level deeper as inject.PlainDir would put it: Postfix's
-    public/postlog socket must fit a unix-domain socket name (108 bytes),
-    and `postfix start` fails with nothing but a syslog line when it does
-    not."""
-
-    def __init__(self, path):
-        self.dir = self.mnt = path
-
-    def remove(self):
-        pass
-
-
 # Longest unix-domain socket name Postfix can connect to (sun_path, with its NUL).
 SUN_PATH_MAX = 107
-
-
-def free_port_on(address):
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((address, 0))
-        return s.getsockname()[1]
 
 
 class PoliteSink:
