@@ -35,17 +35,15 @@ import datetime
 import json
 import os
 import shutil
-import signal
 import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import inject as ib  # noqa: E402  (the system under test)
-from inject import BenchError, NoInstrument, WorkDir, free_port_on, log  # noqa: E402
+from inject import BenchError, NoInstrument, WorkDir, log  # noqa: E402
 
 ib.LOG_TAG = "fairness"
 REPO = ib.REPO
@@ -61,58 +59,19 @@ HEADERS = {  # scenario -> (newsletter headers, reset headers)
 }
 
 
-class Sink:
+class Sink(ib.SinkProcess):
     """A plain `hikyaku sink` that logs one JSON line per recipient."""
 
     def __init__(self, args, workdir):
-        self.port = free_port_on(SINK_ADDRESS)
         self.jsonl = os.path.join(workdir, "sink.jsonl")
-        self.stats_path = os.path.join(workdir, "sink-stats.json")
-        self.stdout_path = os.path.join(workdir, "sink.out")
-        self.out = open(self.stdout_path, "w")
-        self.proc = subprocess.Popen(
-            [args.hikyaku, "sink", "--listen", f"{SINK_ADDRESS}:{self.port}", "--jsonl", self.jsonl,
-             "--stats-file", self.stats_path],
-            stdout=self.out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        deadline = time.monotonic() + 30
-        while "hikyaku sink ready" not in self.output():
-            if self.proc.poll() is not None:
-                raise BenchError(f"hikyaku sink exited ({self.proc.returncode}): {self.output()[-1000:]}")
-            if time.monotonic() > deadline:
-                raise BenchError("hikyaku sink not ready within 30s")
-            time.sleep(0.05)
-
-    def output(self):
-        if not self.out.closed:
-            self.out.flush()
-        with open(self.stdout_path) as f:
-            return f.read()
+        super().__init__(args.hikyaku, workdir, SINK_ADDRESS, ["--jsonl", self.jsonl])
 
     def accepted(self):
-        try:
-            with open(self.stats_path) as f:
-                return json.load(f).get("recipients", 0)
-        except (OSError, ValueError):
-            return 0
+        return (self.stats() or {}).get("recipients", 0)
 
     def records(self):
-        out = []
         with open(self.jsonl) as f:
-            for line in f:
-                if line.strip().endswith("}"):
-                    out.append(json.loads(line))
-        return out
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
-        if not self.out.closed:
-            self.out.close()
+            return [json.loads(line) for line in f if line.strip().endswith("}")]
 
 
 class HikyakuFair(ib.HikyakuSystem):

@@ -639,6 +639,58 @@ def free_port_on(address):
         return s.getsockname()[1]
 
 
+class SinkProcess:
+    """A fresh `hikyaku sink` on `address` (a free port), started with
+    `flags` and a stats file (rewritten every second); its stdout goes to
+    sink.out in `workdir`. Ready when its banner line is there (30 s)."""
+
+    def __init__(self, hikyaku, workdir, address, flags=()):
+        self.port = free_port_on(address)
+        self.stats_path = os.path.join(workdir, "sink-stats.json")
+        self.stdout_path = os.path.join(workdir, "sink.out")
+        self.out = open(self.stdout_path, "w")
+        self.proc = subprocess.Popen(
+            [hikyaku, "sink", "--listen", f"{address}:{self.port}", "--stats-file", self.stats_path, *flags],
+            stdout=self.out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        deadline = time.monotonic() + 30
+        while "hikyaku sink ready" not in self.output():
+            if self.proc.poll() is not None:
+                raise BenchError(f"hikyaku sink exited ({self.proc.returncode}): {self.output()[-1000:]}")
+            if time.monotonic() > deadline:
+                raise BenchError("hikyaku sink not ready within 30s")
+            time.sleep(0.05)
+        self.started = time.monotonic()
+
+    def output(self):
+        if not self.out.closed:
+            self.out.flush()
+        with open(self.stdout_path) as f:
+            return f.read()
+
+    def stats(self):
+        try:
+            with open(self.stats_path) as f:
+                return json.load(f)
+        except (OSError, ValueError):
+            return None
+
+    def stop(self):
+        """Stops the sink (harmless twice); returns its final counters (the
+        last JSON line it printed), else the last stats file."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        if not self.out.closed:
+            self.out.close()
+        for line in reversed(self.output().splitlines()):
+            if line.startswith("{"):
+                return json.loads(line)
+        return self.stats()
+
 class PostfixSystem:
     name = "postfix"
 

@@ -65,14 +65,13 @@ import os
 import shutil
 import signal
 import socket
-import subprocess
 import sys
 import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import inject as ib  # noqa: E402  (the systems under test)
-from inject import BenchError, NoInstrument, WorkDir, free_port_on, log  # noqa: E402
+from inject import BenchError, NoInstrument, WorkDir, log  # noqa: E402
 
 ib.LOG_TAG = "politeness"
 REPO = ib.REPO
@@ -90,60 +89,14 @@ POSTFIX_RATE_DELAY_S = 1    # the finest pacing Postfix can express (whole secon
 SUN_PATH_MAX = 107
 
 
-class PoliteSink:
-    """A fresh `hikyaku sink` playing the rate-limited receiver, with its
-    stats file (rewritten every second) read on demand."""
+class PoliteSink(ib.SinkProcess):
+    """A fresh `hikyaku sink` playing the rate-limited receiver; minute 0 of
+    its per_minute counters starts when it is made."""
 
     def __init__(self, args, workdir):
-        self.port = free_port_on(SINK_ADDRESS)
-        self.stats_path = os.path.join(workdir, "sink-stats.json")
-        self.stdout_path = os.path.join(workdir, "sink.out")
-        self.out = open(self.stdout_path, "w")
-        self.proc = subprocess.Popen(
-            [args.hikyaku, "sink", "--listen", f"{SINK_ADDRESS}:{self.port}",
-             "--max-connections-per-ip", str(CONNECTIONS_PER_IP), "--rate-per-ip", str(RATE_PER_IP),
-             "--rate-reply", RATE_REPLY, "--stats-file", self.stats_path],
-            stdout=self.out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        deadline = time.monotonic() + 30
-        while True:
-            if self.proc.poll() is not None:
-                raise BenchError(f"hikyaku sink exited ({self.proc.returncode}): {self.output()[-1000:]}")
-            if "hikyaku sink ready" in self.output():
-                break
-            if time.monotonic() > deadline:
-                raise BenchError("hikyaku sink not ready within 30s")
-            time.sleep(0.05)
-        # Minute 0 of per_minute starts when the sink was made, just now.
-        self.started = time.monotonic()
-
-    def output(self):
-        if not self.out.closed:
-            self.out.flush()
-        with open(self.stdout_path) as f:
-            return f.read()
-
-    def stats(self):
-        try:
-            with open(self.stats_path) as f:
-                return json.load(f)
-        except (OSError, ValueError):
-            return None
-
-    def stop(self):
-        """Stops the sink; returns its final counters (the last stdout line)."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
-        if not self.out.closed:
-            self.out.close()
-        for line in reversed(self.output().splitlines()):
-            if line.startswith("{"):
-                return json.loads(line)
-        return self.stats()
+        super().__init__(args.hikyaku, workdir, SINK_ADDRESS,
+                         ["--max-connections-per-ip", str(CONNECTIONS_PER_IP), "--rate-per-ip", str(RATE_PER_IP),
+                          "--rate-reply", RATE_REPLY])
 
 
 def totals(stats):
