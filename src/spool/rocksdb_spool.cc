@@ -280,6 +280,22 @@ class RocksDbSpool final : public Spool {
 
   ~RocksDbSpool() override { Close(); }
 
+  // The meta record of `id`; the caller holds db_mu_ (shared) and has
+  // checked that the database is open.
+  Result<MessageMeta> ReadMetaLocked(MessageId id) {
+    rocksdb::PinnableSlice value;
+    rocksdb::Status s = db()->Get(rocksdb::ReadOptions(), meta(), MessageKey(id), &value);
+    if (s.IsNotFound()) return Fail(ErrorCode::kNotFound, "spool: no message " + id.ToString());
+    if (!s.ok()) return tl::unexpected(ToError(s, "reading meta of " + id.ToString()));
+    return DecodeMeta(std::string_view(value.data(), value.size()));
+  }
+
+  static MessageEnvelope EnvelopeOf(MessageId id, MessageMeta meta) {
+    return MessageEnvelope{id, std::move(meta.sender), meta.received_at, std::move(meta.origin),
+                           meta.recipient_count, std::move(meta.tenant), meta.priority};
+  }
+
+
   void Append(IncomingMessage message, CommitCallback done) override {
     Request request;
     request.kind = Request::Kind::kAppend;
@@ -411,6 +427,55 @@ class RocksDbSpool final : public Spool {
     }
     if (!it->status().ok()) return tl::unexpected(ToError(it->status(), "reading recipients of " + id.ToString()));
     return message;
+  }
+
+  Result<MessageEnvelope> ReadEnvelope(MessageId id) override {
+    std::shared_lock lock(db_mu_);
+    if (db() == nullptr) return tl::unexpected(closed_ ? Unavailable() : Reopening());
+    auto meta = ReadMetaLocked(id);
+    if (!meta) return tl::unexpected(meta.error());
+    return EnvelopeOf(id, std::move(*meta));
+  }
+
+  Result<MessageContent> ReadContent(MessageId id) override {
+    std::shared_lock lock(db_mu_);
+    if (db() == nullptr) return tl::unexpected(closed_ ? Unavailable() : Reopening());
+    auto meta = ReadMetaLocked(id);
+    if (!meta) return tl::unexpected(meta.error());
+    rocksdb::PinnableSlice value;
+    rocksdb::Status s = db()->Get(rocksdb::ReadOptions(), content(), MessageKey(id), &value);
+    if (s.IsNotFound()) return Fail(ErrorCode::kCorruption, "spool: message " + id.ToString() + " has no content");
+    if (!s.ok()) return tl::unexpected(ToError(s, "reading content of " + id.ToString()));
+    auto text = DecodeContent(std::string_view(value.data(), value.size()));
+    if (!text) return tl::unexpected(text.error());
+    if (text->size() != meta->content_size)
+      return Fail(ErrorCode::kCorruption, "spool: content size of " + id.ToString() + " disagrees with meta");
+    return MessageContent{EnvelopeOf(id, std::move(*meta)), std::move(*text)};
+  }
+
+  Result<std::vector<std::string>> ReadRecipients(MessageId id, std::span<const uint32_t> indices) override {
+    std::shared_lock lock(db_mu_);
+    if (db() == nullptr) return tl::unexpected(closed_ ? Unavailable() : Reopening());
+    std::vector<std::string> keys;
+    keys.reserve(indices.size());
+    for (uint32_t i : indices) keys.push_back(RecipientKey(id, i));
+    std::vector<rocksdb::Slice> slices(keys.begin(), keys.end());
+    std::vector<rocksdb::PinnableSlice> values(keys.size());
+    std::vector<rocksdb::Status> statuses(keys.size());
+    db()->MultiGet(rocksdb::ReadOptions(), recipients(), slices.size(), slices.data(), values.data(),
+                   statuses.data());
+    std::vector<std::string> out;
+    out.reserve(keys.size());
+    for (size_t i = 0; i < keys.size(); ++i) {
+      if (statuses[i].IsNotFound())
+        return Fail(ErrorCode::kNotFound,
+                    "spool: message " + id.ToString() + " has no recipient " + std::to_string(indices[i]));
+      if (!statuses[i].ok()) return tl::unexpected(ToError(statuses[i], "reading recipients of " + id.ToString()));
+      auto record = DecodeRecipient(keys[i], std::string_view(values[i].data(), values[i].size()));
+      if (!record) return tl::unexpected(record.error());
+      out.push_back(std::move(record->recipient));
+    }
+    return out;
   }
 
   SpoolStats Stats() const override {

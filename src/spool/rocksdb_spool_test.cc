@@ -118,6 +118,49 @@ TEST(RocksDbSpoolTest, AppendedMessageReadsBack) {
   EXPECT_LT(stats.wal_bytes, m.content.size());
 }
 
+TEST(RocksDbSpoolTest, EnvelopeContentAndChosenRecipientsReadBackAlone) {
+  TempDir dir;
+  auto spool = MustOpen(Options(dir.path()));
+  ASSERT_TRUE(spool);
+  IncomingMessage m = MakeMessage(1, 5, 3000);  // n = 1: with a tenant
+  ASSERT_TRUE(AppendAndWait(*spool, m));
+
+  auto envelope = spool->ReadEnvelope(m.id);
+  ASSERT_TRUE(envelope) << envelope.error().ToString();
+  EXPECT_EQ(envelope->id, m.id);
+  EXPECT_EQ(envelope->sender, m.sender);
+  EXPECT_EQ(envelope->received_at, m.received_at);
+  EXPECT_EQ(envelope->origin, m.origin);
+  EXPECT_EQ(envelope->recipient_count, 5u);
+  EXPECT_EQ(envelope->tenant, m.tenant);
+  EXPECT_FALSE(envelope->tenant.empty());
+
+  auto content = spool->ReadContent(m.id);
+  ASSERT_TRUE(content) << content.error().ToString();
+  EXPECT_EQ(content->content, m.content);
+  EXPECT_EQ(content->envelope.recipient_count, 5u);
+  EXPECT_EQ(content->envelope.sender, m.sender);
+
+  const uint32_t chosen[] = {4, 0, 4, 2};
+  auto addresses = spool->ReadRecipients(m.id, chosen);
+  ASSERT_TRUE(addresses) << addresses.error().ToString();
+  EXPECT_EQ(*addresses, (std::vector<std::string>{m.recipients[4], m.recipients[0], m.recipients[4], m.recipients[2]}));
+
+  const uint32_t past_the_end[] = {1, 5};
+  EXPECT_EQ(spool->ReadRecipients(m.id, past_the_end).error().code(), ErrorCode::kNotFound);
+  EXPECT_EQ(spool->ReadEnvelope(MessageId(12345)).error().code(), ErrorCode::kNotFound);
+  EXPECT_EQ(spool->ReadContent(MessageId(12345)).error().code(), ErrorCode::kNotFound);
+  const uint32_t first[] = {0};
+  EXPECT_EQ(spool->ReadRecipients(MessageId(12345), first).error().code(), ErrorCode::kNotFound);
+
+  // Gone with the message.
+  std::promise<Result<void>> removed;
+  spool->RemoveMessage(m.id, 5, [&](Result<void> r) { removed.set_value(r); });
+  ASSERT_TRUE(removed.get_future().get());
+  EXPECT_EQ(spool->ReadContent(m.id).error().code(), ErrorCode::kNotFound);
+  EXPECT_EQ(spool->ReadRecipients(m.id, first).error().code(), ErrorCode::kNotFound);
+}
+
 TEST(RocksDbSpoolTest, RefusesMessagesWithoutRecipientsAndDuplicateIds) {
   TempDir dir;
   auto spool = MustOpen(Options(dir.path()));

@@ -25,6 +25,7 @@
 #include <filesystem>
 #include <functional>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -54,6 +55,26 @@ struct IncomingMessage {
   // meta record so a restart queues the mail in the same flow.
   std::string tenant;
   uint8_t priority = 0;
+};
+
+// A stored message without its content and recipient list: what an event
+// or a transaction needs to know of it, cheap to read however long the
+// message or its recipient list is.
+struct MessageEnvelope {
+  MessageId id;
+  std::string sender;
+  TimePoint received_at;
+  std::string origin;
+  uint32_t recipient_count = 0;
+  std::string tenant;
+  uint8_t priority = 0;
+};
+
+// The envelope and the content: what sending one transaction needs besides
+// the addresses of its recipients (ReadRecipients).
+struct MessageContent {
+  MessageEnvelope envelope;
+  std::string content;
 };
 
 // What recovery and (later) the scheduler see of one recipient.
@@ -113,8 +134,20 @@ class Spool {
 
   // The stored message: id, sender, recipients (in list order, whatever
   // their state), content, received_at, origin, tenant and priority.
-  // kNotFound if absent.
+  // kNotFound if absent. Reads every recipient: for delivery use the three
+  // reads below, whose cost does not grow with the recipient list.
   virtual Result<IncomingMessage> ReadMessage(MessageId id) = 0;
+
+  // The meta record alone. kNotFound if absent. The defaults of these three
+  // go through ReadMessage (for test doubles); the RocksDB spool reads only
+  // what is asked for.
+  virtual Result<MessageEnvelope> ReadEnvelope(MessageId id);
+  // Meta and content, not the recipients. kNotFound if absent.
+  virtual Result<MessageContent> ReadContent(MessageId id);
+  // The addresses of the recipients at `indices`, in that order (any order,
+  // repeats allowed). kNotFound if the message is absent or an index is not
+  // below its recipient count.
+  virtual Result<std::vector<std::string>> ReadRecipients(MessageId id, std::span<const uint32_t> indices);
 
   // Replaces the state, attempts and next attempt time of the recipient
   // (record.message, record.index), through the same group commit and with
