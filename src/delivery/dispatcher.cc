@@ -815,11 +815,18 @@ class Dispatcher::Impl : public std::enable_shared_from_this<Impl>, public Desti
           shaping_retry_at_ = std::min(std::max(shaping_retry_at_, clock_.Now()), at);
         break;
       }
-      auto message = spool_.ReadMessage(batch.front().message);
-      if (!message) {
-        spdlog::error("delivery: cannot read message {}: {}", batch.front().message.ToString(),
-                      message.error().ToString());
-        if (message.error().code() == ErrorCode::kNotFound) {
+      // The content and just this batch's addresses: what a transaction
+      // costs to read does not grow with the message's recipient list.
+      const MessageId id = batch.front().message;
+      std::vector<uint32_t> indices;
+      indices.reserve(batch.size());
+      for (const auto& q : batch) indices.push_back(q.index);
+      auto message = spool_.ReadContent(id);
+      Result<std::vector<std::string>> addresses =
+          message ? spool_.ReadRecipients(id, indices) : Result<std::vector<std::string>>(tl::unexpected(message.error()));
+      if (!addresses) {
+        spdlog::error("delivery: cannot read message {}: {}", id.ToString(), addresses.error().ToString());
+        if (addresses.error().code() == ErrorCode::kNotFound) {
           // Already gone (removed by an earlier outcome): nothing left to
           // send. The scheduler still needs an outcome for each taken one.
           scheduler_.Bounced(site, static_cast<uint32_t>(batch.size()));
@@ -829,11 +836,11 @@ class Dispatcher::Impl : public std::enable_shared_from_this<Impl>, public Desti
         scheduler_.Requeue(site, batch, lane);
         break;
       }
-      ledger_.SetRecipientCount(message->id, static_cast<uint32_t>(message->recipients.size()));
+      ledger_.SetRecipientCount(id, message->envelope.recipient_count);
       SmtpConnection::Transaction tx;
-      tx.sender = message->sender;
+      tx.sender = message->envelope.sender;
       tx.content = &message->content;
-      for (const auto& q : batch) tx.recipients.push_back(message->recipients.at(q.index));
+      tx.recipients = std::move(*addresses);
       shaper_.Sent(source, key, n, clock_.Now());
       auto outcomes = co_await conn->Send(tx);
       uint32_t accepted = 0;
@@ -844,7 +851,7 @@ class Dispatcher::Impl : public std::enable_shared_from_this<Impl>, public Desti
         ApplyReplyRules(reply_rules_, key, o);
         if (o.delivered()) ++accepted;
         if (o.pace != Outcome::Pace::kNone && !signal) signal = &o;
-        const AttemptContext context = ContextFor(site, batch[i], tx.recipients[i], message->sender, &where);
+        const AttemptContext context = ContextFor(site, batch[i], tx.recipients[i], message->envelope.sender, &where);
         // Throttled: the pace was wrong, not the recipient. It goes back to
         // the head of its lane at once (the shaper slows the pair down), a
         // bounded number of times, instead of waiting out a retry delay.

@@ -30,13 +30,17 @@ void RecipientLedger::WriteEvent(std::string_view type, const queue::QueuedRecip
   std::string recipient(where.recipient);
   std::string sender(where.sender);
   if (recipient.empty()) {
+    // The envelope (cached per message: a batch's events come together)
+    // and this one address, not the whole recipient list.
     if (!event_message_ || event_message_->id != q.message) {
-      auto m = spool_.ReadMessage(q.message);
-      event_message_ = m ? std::optional<spool::IncomingMessage>(std::move(*m)) : std::nullopt;
-      if (event_message_) event_message_->content.clear();
+      auto m = spool_.ReadEnvelope(q.message);
+      event_message_ = m ? std::optional<spool::MessageEnvelope>(std::move(*m)) : std::nullopt;
     }
-    if (event_message_ && q.index < event_message_->recipients.size()) {
-      recipient = event_message_->recipients[q.index];
+    const uint32_t index = q.index;
+    auto address = event_message_ ? spool_.ReadRecipients(q.message, std::span<const uint32_t>(&index, 1))
+                                  : Result<std::vector<std::string>>(tl::unexpected(Error(ErrorCode::kNotFound, "")));
+    if (address) {
+      recipient = std::move(address->front());
       sender = event_message_->sender;
     } else {
       recipient = "(index " + std::to_string(q.index) + ")@" + std::string(where.domain);
@@ -67,8 +71,8 @@ void RecipientLedger::Final(const queue::QueuedRecipient& q, RecipientState stat
     uint32_t count = it->second.recipient_count;
     messages_.erase(it);
     if (count == 0) {
-      auto m = spool_.ReadMessage(q.message);
-      count = m ? static_cast<uint32_t>(m->recipients.size()) : 0;
+      auto m = spool_.ReadEnvelope(q.message);
+      count = m ? m->recipient_count : 0;
     }
     if (count > 0) {
       // Every recipient is final: the whole message goes (no need to

@@ -109,7 +109,7 @@ class RecipientLedger {
   std::unordered_map<uint64_t, MessageEntry> messages_;
   // Outcomes decided without a transaction know the recipient only by
   // index: the last message read back is kept for its siblings.
-  std::optional<spool::IncomingMessage> event_message_;
+  std::optional<spool::MessageEnvelope> event_message_;
   std::atomic<uint64_t> delivered_{0}, deferred_{0}, bounced_{0}, expired_{0}, queued_{0};
 };
 
