@@ -15,6 +15,19 @@ namespace hikyaku::inject {
 namespace asio = boost::asio;
 using boost::beast::http::verb;
 
+namespace {
+
+// Request problems carry their own type and field (http_message_request.h).
+net::Response ProblemResponse(const Problem& problem) {
+  net::Response r;
+  r.status = static_cast<unsigned>(problem.status);
+  r.content_type = "application/problem+json";
+  r.body = problem.ToJson();
+  return r;
+}
+
+}  // namespace
+
 HttpApi::HttpApi(HttpApiOptions options, Intake& intake) : options_(options), intake_(intake) {}
 
 void HttpApi::Register(net::HttpServer& server) {
@@ -27,24 +40,12 @@ void HttpApi::Register(net::HttpServer& server) {
     limits.max_recipients = options_.max_recipients;
     limits.message_id_domain = intake_.hostname();
     auto parsed = ParseMessageRequest(req.body, limits);
-    if (auto* problem = std::get_if<Problem>(&parsed)) {
-      // Request problems carry their own type and field (http_message_request.h).
-      net::Response r;
-      r.status = static_cast<unsigned>(problem->status);
-      r.content_type = "application/problem+json";
-      r.body = problem->ToJson();
-      co_return r;
-    }
+    if (auto* problem = std::get_if<Problem>(&parsed)) co_return ProblemResponse(*problem);
     auto& message = std::get<MessageSubmission>(parsed);
-    if (!message.tenant.empty() && !intake_.KnownTenant(message.tenant)) {
-      net::Response r;
-      r.status = 400;
-      r.content_type = "application/problem+json";
-      r.body = Problem{400, std::string(kProblemInvalidField), "Invalid field",
-                       "unknown tenant \"" + message.tenant + "\": no [[tenant]] of that name", "/tenant"}
-                   .ToJson();
-      co_return r;
-    }
+    if (!message.tenant.empty() && !intake_.KnownTenant(message.tenant))
+      co_return ProblemResponse(Problem{400, std::string(kProblemInvalidField), "Invalid field",
+                                        "unknown tenant \"" + message.tenant + "\": no [[tenant]] of that name",
+                                        "/tenant"});
     Submission submission;
     submission.sender = std::move(message.sender);
     submission.recipients = std::move(message.recipients);

@@ -290,6 +290,20 @@ class RocksDbSpool final : public Spool {
     return DecodeMeta(std::string_view(value.data(), value.size()));
   }
 
+  // The decoded content of `id`, checked against its meta record's size;
+  // the caller holds db_mu_ (shared).
+  Result<std::string> ReadContentLocked(MessageId id, const MessageMeta& meta) {
+    rocksdb::PinnableSlice value;
+    rocksdb::Status s = db()->Get(rocksdb::ReadOptions(), content(), MessageKey(id), &value);
+    if (s.IsNotFound()) return Fail(ErrorCode::kCorruption, "spool: message " + id.ToString() + " has no content");
+    if (!s.ok()) return tl::unexpected(ToError(s, "reading content of " + id.ToString()));
+    auto text = DecodeContent(std::string_view(value.data(), value.size()));
+    if (!text) return tl::unexpected(text.error());
+    if (text->size() != meta.content_size)
+      return Fail(ErrorCode::kCorruption, "spool: content size of " + id.ToString() + " disagrees with meta");
+    return text;
+  }
+
   static MessageEnvelope EnvelopeOf(MessageId id, MessageMeta meta) {
     return MessageEnvelope{id, std::move(meta.sender), meta.received_at, std::move(meta.origin),
                            meta.recipient_count, std::move(meta.tenant), meta.priority};
@@ -394,20 +408,10 @@ class RocksDbSpool final : public Spool {
     std::shared_lock lock(db_mu_);
     if (db() == nullptr) return tl::unexpected(closed_ ? Unavailable() : Reopening());
     const std::string key = MessageKey(id);
-    rocksdb::PinnableSlice value;
-    rocksdb::Status s = db()->Get(rocksdb::ReadOptions(), meta(), key, &value);
-    if (s.IsNotFound()) return Fail(ErrorCode::kNotFound, "spool: no message " + id.ToString());
-    if (!s.ok()) return tl::unexpected(ToError(s, "reading meta of " + id.ToString()));
-    auto meta = DecodeMeta(std::string_view(value.data(), value.size()));
+    auto meta = ReadMetaLocked(id);
     if (!meta) return tl::unexpected(meta.error());
-    value.Reset();
-    s = db()->Get(rocksdb::ReadOptions(), content(), key, &value);
-    if (s.IsNotFound()) return Fail(ErrorCode::kCorruption, "spool: message " + id.ToString() + " has no content");
-    if (!s.ok()) return tl::unexpected(ToError(s, "reading content of " + id.ToString()));
-    auto content = DecodeContent(std::string_view(value.data(), value.size()));
+    auto content = ReadContentLocked(id, *meta);
     if (!content) return tl::unexpected(content.error());
-    if (content->size() != meta->content_size)
-      return Fail(ErrorCode::kCorruption, "spool: content size of " + id.ToString() + " disagrees with meta");
 
     IncomingMessage message;
     message.id = id;
@@ -442,14 +446,8 @@ class RocksDbSpool final : public Spool {
     if (db() == nullptr) return tl::unexpected(closed_ ? Unavailable() : Reopening());
     auto meta = ReadMetaLocked(id);
     if (!meta) return tl::unexpected(meta.error());
-    rocksdb::PinnableSlice value;
-    rocksdb::Status s = db()->Get(rocksdb::ReadOptions(), content(), MessageKey(id), &value);
-    if (s.IsNotFound()) return Fail(ErrorCode::kCorruption, "spool: message " + id.ToString() + " has no content");
-    if (!s.ok()) return tl::unexpected(ToError(s, "reading content of " + id.ToString()));
-    auto text = DecodeContent(std::string_view(value.data(), value.size()));
+    auto text = ReadContentLocked(id, *meta);
     if (!text) return tl::unexpected(text.error());
-    if (text->size() != meta->content_size)
-      return Fail(ErrorCode::kCorruption, "spool: content size of " + id.ToString() + " disagrees with meta");
     return MessageContent{EnvelopeOf(id, std::move(*meta)), std::move(*text)};
   }
 
